@@ -1,0 +1,1 @@
+"""The ``cryodiff`` command line (see :mod:`cryodiff.cli.main`)."""

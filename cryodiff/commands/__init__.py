@@ -1,0 +1,1 @@
+"""One module per ``cryodiff`` command: ``HELP``, ``add_args(parser)``, ``run(args)``."""

@@ -1,0 +1,73 @@
+"""Helpers shared by commands: progress bars, output paths, particle options."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from recon.errors import InputError
+
+
+def progress_bar(total: int, desc: str, unit: str = "img") -> tqdm:
+    """A progress bar on stderr showing items/s."""
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.5)
+
+
+def output_file(path: str, suffixes: tuple[str, ...], option: str = "-o") -> Path:
+    """Check an output file's suffix and create its parent directory."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise InputError(out, f"{option} must end with {' or '.join(suffixes)}", f"rename it, e.g. {out.with_suffix(suffixes[0]).name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def add_particle_args(parser: argparse.ArgumentParser) -> None:
+    """Options every command reading particles shares (cryoDRGN names)."""
+    parser.add_argument("particles", help="particles: .star (RELION), .cs (cryoSPARC), .mrcs stack or .txt list of stacks")
+    parser.add_argument("--datadir", help="folder with the stacks that a .star/.cs refers to (default: beside the file)")
+    parser.add_argument("--poses", help="cryoDRGN pose.pkl to use instead of the poses in the particle file")
+    parser.add_argument("--ctf", help="cryoDRGN ctf.pkl to use instead of the CTF in the particle file")
+    parser.add_argument("--ind", help="indices of the particles to use (.npy, .txt or cryoDRGN .pkl), 0-based")
+    parser.add_argument("--apix", type=float, help="pixel size in Å, for files that lack it (RELION 3.0 without optics)")
+    parser.add_argument("-w", "--amplitude-contrast", type=float, help="amplitude contrast, for files that lack it")
+    parser.add_argument(
+        "--uninvert-data",
+        dest="invert",
+        action="store_false",
+        help="do not multiply images by -1 (by default they are, as in cryoDRGN)",
+    )
+    parser.add_argument("-b", "--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
+
+
+def load_particles(args: argparse.Namespace):
+    """Open the particles named on the command line; returns ``(particles, indices)``.
+
+    ``indices`` are the 0-based particles selected by ``--ind`` (all if absent).
+    """
+    import numpy as np
+
+    from recon.io import read_particles
+    from recon.io.indices import read_indices
+
+    particles = read_particles(
+        args.particles,
+        datadir=args.datadir,
+        poses=args.poses,
+        ctf=args.ctf,
+        apix=args.apix,
+        amplitude_contrast=args.amplitude_contrast,
+    )
+    indices = read_indices(args.ind, len(particles)) if args.ind else np.arange(len(particles))
+    return particles, indices
+
+
+def batches(images, indices, batch_size: int, bar=None):
+    """Yield ``(indices, images)`` batches read lazily from an image stack."""
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start : start + batch_size]
+        yield idx, images[idx]
+        if bar is not None:
+            bar.update(len(idx))

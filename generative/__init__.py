@@ -1,0 +1,1 @@
+"""A diffusion engine with no cryo-EM knowledge (see docs/engine.md)."""

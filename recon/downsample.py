@@ -1,0 +1,48 @@
+"""Fourier-crop downsampling of particle stacks, streamed to disk.
+
+Cropping the centred Fourier transform from ``D`` to ``D'`` keeps all
+information below the new Nyquist frequency and changes the pixel size from
+``apix`` to ``apix * D / D'``. Pixel values keep their scale (see
+:func:`recon.fourier.fourier_crop`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import torch
+
+from recon.fourier import fourier_crop
+from recon.io.mrc import atomic_target
+
+
+def downsample_stack(
+    images,
+    new_box: int,
+    out_path: str | Path,
+    apix_out: float,
+    *,
+    indices: np.ndarray | None = None,
+    batch_size: int = 512,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Write ``images[indices]`` cropped to ``new_box`` as a float32 .mrcs.
+
+    ``images`` is anything indexable by an integer array returning
+    ``[B, D, D]`` (e.g. :class:`recon.io.ImageStack`); memory use is one batch.
+    The output is written to a temporary file and renamed when complete.
+    """
+    indices = np.arange(len(images)) if indices is None else np.asarray(indices)
+    with atomic_target(out_path) as tmp:
+        with mrcfile.new_mmap(tmp, shape=(len(indices), new_box, new_box), mrc_mode=2, overwrite=True) as mrc:
+            mrc.set_image_stack()
+            mrc.voxel_size = apix_out
+            for start in range(0, len(indices), batch_size):
+                idx = indices[start : start + batch_size]
+                batch = torch.as_tensor(np.asarray(images[idx], dtype=np.float32))
+                mrc.data[start : start + len(idx)] = fourier_crop(batch, new_box).numpy()
+                if progress is not None:
+                    progress(len(idx))

@@ -1,0 +1,249 @@
+"""MRC files: header checks, memory-mapped image stacks, and writers.
+
+Arrays follow mrcfile's order: an image is ``[y, x]``, a stack ``[n, y, x]``,
+a volume ``[z, y, x]``. Pixel and voxel sizes are in Å.
+
+Reading never loads a whole stack: :func:`open_stack` memory-maps the file
+(``mrcfile.mmap`` in permissive mode, because real RELION and EMPIAR stacks
+often lack the ``MAP `` identifier) and :func:`read_images` converts only the
+requested images to float32. The standard modes 0 (int8), 1 (int16),
+2 (float32), 6 (uint16) and 12 (float16) are accepted, in either byte order.
+
+Writers produce mode-2 (float32) files with the voxel size set in the header
+and the origin at 0, and write atomically: to a temporary file in the target
+directory, then ``os.replace`` onto the target, so readers never see a
+half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import mrcfile.dtypes
+import mrcfile.utils
+import numpy as np
+from mrcfile.mrcmemmap import MrcMemmap
+
+from recon.errors import InputError
+
+__all__ = [
+    "StackInfo",
+    "inspect_stack",
+    "open_stack",
+    "read_images",
+    "write_stack",
+    "write_volume",
+    "read_volume",
+    "atomic_target",
+]
+
+#: MRC modes the readers accept (complex modes 3 and 4 are not images).
+_IMAGE_MODES = (0, 1, 2, 6, 12)
+_HEADER_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What an MRC header says about a file (nothing of its data is read).
+
+    Attributes
+    ----------
+    path
+        The file.
+    n
+        Number of images (sections along z; 1 for a single 2-D image).
+    shape
+        (ny, nx): image height and width in pixels.
+    dtype
+        The on-disk data type (with byte order).
+    apix
+        Pixel size in Å from the header (``voxel_size.x``); 0 when unset.
+        Often unreliable in particle stacks (RELION may write 1.0), so the
+        particle readers take the pixel size from the metadata instead.
+    """
+
+    path: Path
+    n: int
+    shape: tuple[int, int]
+    dtype: np.dtype
+    apix: float
+
+
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(path, "file not found", "check the path (and the working directory it is relative to)")
+
+
+def _not_mrc(path: Path, detail: str) -> InputError:
+    return InputError(
+        path,
+        f"not a readable MRC file ({detail})",
+        "give an MRC image stack (.mrcs/.mrc) as written by RELION, cryoSPARC or mrcfile",
+    )
+
+
+def _check_raw_header(path: Path) -> None:
+    """Reject files whose header is not MRC before mrcfile reads them.
+
+    mrcfile trusts the header's extended-header length (``nsymbt``) and would
+    allocate that much memory for a garbage file; check that ``mode`` is an
+    image mode and ``nsymbt`` fits in the file, in either byte order.
+    """
+    with open(path, "rb") as f:
+        raw = f.read(_HEADER_BYTES)
+    if len(raw) < _HEADER_BYTES:
+        raise _not_mrc(path, f"only {len(raw)} bytes, shorter than the {_HEADER_BYTES}-byte header")
+    room = path.stat().st_size - _HEADER_BYTES
+    for order in "<>":
+        header = np.frombuffer(raw, dtype=mrcfile.dtypes.HEADER_DTYPE.newbyteorder(order))[0]
+        if int(header["mode"]) in _IMAGE_MODES and 0 <= int(header["nsymbt"]) <= room:
+            return
+    raise _not_mrc(path, f"header field 'mode' is not one of {_IMAGE_MODES} or 'nsymbt' exceeds the file")
+
+
+def inspect_stack(path: str | os.PathLike) -> StackInfo:
+    """Read and check an MRC header without touching the data.
+
+    Raises :class:`~recon.errors.InputError` if the file is missing, is not an
+    MRC file (short or garbled header, unknown ``mode``), or is truncated (the
+    file is shorter than the data size the header announces).
+    """
+    path = Path(path)
+    _check_exists(path)
+    _check_raw_header(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+                header = mrc.header
+    except ValueError as err:
+        raise _not_mrc(path, str(err)) from None
+    mode = int(header.mode)
+    if mode not in _IMAGE_MODES:
+        raise _not_mrc(path, f"header field 'mode' is {mode}; expected one of {_IMAGE_MODES}")
+    nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+    if min(nx, ny, nz) < 1:
+        raise _not_mrc(path, f"header fields nx, ny, nz are {nx}, {ny}, {nz}; all must be positive")
+    dtype = mrcfile.utils.data_dtype_from_header(header)
+    needed = _HEADER_BYTES + int(header.nsymbt) + nx * ny * nz * dtype.itemsize
+    size = path.stat().st_size
+    if size < needed:
+        raise InputError(
+            path,
+            f"truncated MRC file: the header announces {nz} images of {ny}x{nx} pixels "
+            f"({needed} bytes) but the file has {size} bytes",
+            "the file was cut short (interrupted copy or extraction); copy or extract it again",
+        )
+    voxel_x = float(header.cella.x) / int(header.mx) if int(header.mx) > 0 else 0.0
+    return StackInfo(path=path, n=nz, shape=(ny, nx), dtype=dtype, apix=voxel_x)
+
+
+def open_stack(path: str | os.PathLike) -> MrcMemmap:
+    """Memory-map an MRC stack for reading (read-only, permissive).
+
+    The caller closes the returned handle. Check the file with
+    :func:`inspect_stack` first for clear errors; a file whose data block
+    cannot be mapped raises :class:`~recon.errors.InputError` here too.
+    """
+    path = Path(path)
+    _check_exists(path)
+    _check_raw_header(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            mrc = mrcfile.mmap(path, mode="r", permissive=True)
+        except ValueError as err:
+            raise _not_mrc(path, str(err)) from None
+    if mrc.data is None:
+        mrc.close()
+        raise _not_mrc(path, "; ".join(str(w.message) for w in caught) or "no data block")
+    return mrc
+
+
+def read_images(mrc: MrcMemmap, indices: np.ndarray) -> np.ndarray:
+    """Read images by 0-based index from an open stack as float32 [B, ny, nx].
+
+    Only the requested images are read and converted; pass sorted indices for
+    the most sequential disk access.
+    """
+    data = mrc.data
+    stack = data.reshape((-1,) + data.shape[-2:])  # a single image or a volume stack as [n, y, x]
+    return np.asarray(stack[np.asarray(indices, dtype=np.intp)], dtype=np.float32)
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it onto ``path``.
+
+    The temporary file lives in the same directory (so ``os.replace`` is
+    atomic) and is removed if the body raises.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(path, "the output directory does not exist", f"create {path.parent} first")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_mrc(path: str | os.PathLike, data: np.ndarray, apix: float, image_stack: bool) -> None:
+    with atomic_target(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(data)
+        if image_stack:
+            mrc.set_image_stack()
+        mrc.voxel_size = float(apix)
+        mrc.header.origin = (0.0, 0.0, 0.0)
+
+
+def write_stack(path: str | os.PathLike, images: np.ndarray, apix: float) -> None:
+    """Write an image stack [N, D, D] (``[n, y, x]``) as a mode-2 .mrcs file.
+
+    ``apix`` is the pixel size in Å, stored as the header voxel size. The
+    data are stored as float32; the file is written atomically.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3:
+        raise ValueError(f"images must be [N, D, D], got shape {images.shape}")
+    _write_mrc(path, images, apix, image_stack=True)
+
+
+def write_volume(path: str | os.PathLike, volume: np.ndarray, apix: float) -> None:
+    """Write a volume [D, D, D] (``[z, y, x]``) as a mode-2 MRC map.
+
+    ``apix`` is the voxel size in Å, stored in the header; the origin is 0.
+    The file is written atomically.
+    """
+    volume = np.asarray(volume, dtype=np.float32)
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be [D, D, D], got shape {volume.shape}")
+    _write_mrc(path, volume, apix, image_stack=False)
+
+
+def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Read an MRC volume.
+
+    Returns
+    -------
+    (volume, apix)
+        volume: float32 ``[z, y, x]`` in RAM; apix: the header voxel size (x)
+        in Å (0.0 if the header leaves it unset).
+    """
+    info = inspect_stack(path)
+    mrc = open_stack(path)
+    try:
+        volume = np.array(mrc.data, dtype=np.float32)
+    finally:
+        mrc.close()
+    if volume.ndim == 2:
+        volume = volume[None]
+    return volume, info.apix

@@ -1,0 +1,344 @@
+"""Public entry points: particle metadata and images from any supported file.
+
+:func:`read_metadata` reads poses, CTF and image references from a RELION
+``.star``, a cryoSPARC ``.cs``, an MRC stack (``.mrcs``/``.mrc``) or a
+``.txt`` list of stacks, optionally replacing poses or CTF by cryoDRGN
+``pose.pkl``/``ctf.pkl`` files; it never needs the image stacks of a star
+or cs file. :func:`read_particles` adds the images as a lazy
+:class:`~recon.io.images.ImageStack`.
+
+Units and conventions of :class:`ParticleMetadata`:
+
+* ``rotations`` [N, 3, 3]: the image is the projection along z of the
+  volume whose points sit at ``R @ r`` (column vectors); see
+  :mod:`recon.io.rotations`;
+* ``shifts_px`` [N, 2]: (x, y) in pixels, the shift that re-centres the
+  particle (RELION's origin: a particle displaced by +t px has shift -t).
+  cryoDRGN's ``trans`` is ``shifts_px / D`` with the same sign;
+* ``ctf`` [N, 9]: box px, Å/px, defocus U Å, defocus V Å, astigmatism
+  angle °, voltage kV, Cs mm, amplitude contrast, phase shift ° (cryoDRGN's
+  order); the box column is NaN until the box is known;
+* ``apix``: one pixel size in Å/px. When optics groups differ it is the
+  value shared by most particles (a warning says so); the per-particle
+  values stay in ``ctf[:, 1]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recon.errors import InputError
+from recon.io.cryosparc import read_cs
+from recon.io.images import ImageStack
+from recon.io.pkl import read_cryodrgn_ctf, read_cryodrgn_poses
+from recon.io.star import read_star
+
+__all__ = ["ParticleMetadata", "Particles", "read_metadata", "read_particles"]
+
+_IMAGE_SUFFIXES = (".mrcs", ".mrc")
+#: Where the image references come from, per source type (for messages).
+_NAME_FIELD = {".star": "rlnImageName", ".cs": "blob/path"}
+
+
+@dataclass
+class ParticleMetadata:
+    """Per-particle poses, CTF and image references (no pixels).
+
+    Attributes
+    ----------
+    rotations
+        float64 [N, 3, 3] or None (no 3-D poses).
+    shifts_px
+        float64 [N, 2], (x, y) re-centring shift in pixels, or None.
+    ctf
+        float64 [N, 9] in cryoDRGN's column order (see module docstring), or None.
+    apix
+        Pixel size in Å/px (the most common one if optics groups differ), or None.
+    box
+        Box size D in pixels, or None if unknown without the stacks.
+    image_names
+        ``idx@path`` per particle, idx 1-based, path as written in the source.
+    source
+        The file the metadata came from.
+    table
+        The source's per-particle table (pandas), rows in particle order.
+    optics
+        RELION's optics table, or None.
+    """
+
+    rotations: np.ndarray | None
+    shifts_px: np.ndarray | None
+    ctf: np.ndarray | None
+    apix: float | None
+    box: int | None
+    image_names: list[str]
+    source: Path
+    table: pd.DataFrame
+    optics: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.image_names)
+
+    def subset(self, indices: Sequence[int] | np.ndarray | slice) -> ParticleMetadata:
+        """The particles at ``indices`` (ints, a slice or a boolean mask), in that order."""
+        rows = np.arange(len(self))[indices]
+        rows = np.atleast_1d(rows)
+
+        def take(array: np.ndarray | None) -> np.ndarray | None:
+            return None if array is None else array[rows]
+
+        return dataclasses.replace(
+            self,
+            rotations=take(self.rotations),
+            shifts_px=take(self.shifts_px),
+            ctf=take(self.ctf),
+            image_names=[self.image_names[i] for i in rows],
+            table=self.table.iloc[rows].reset_index(drop=True),
+        )
+
+    def require_poses(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rotations [N, 3, 3], shifts_px [N, 2]) for work that needs 3-D poses.
+
+        Missing shifts count as zero; missing rotations raise
+        :class:`~recon.errors.InputError`.
+        """
+        if self.rotations is None:
+            raise InputError(
+                self.source,
+                "no 3-D poses (rlnAngleRot/rlnAngleTilt or alignments3D/pose)",
+                "use the output of a 3-D refinement, or pass poses= a cryoDRGN pose.pkl",
+            )
+        shifts = self.shifts_px if self.shifts_px is not None else np.zeros((len(self), 2))
+        return self.rotations, shifts
+
+
+@dataclass
+class Particles:
+    """Images and metadata of one particle set, in the same order."""
+
+    images: ImageStack
+    meta: ParticleMetadata
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+
+def _summary_pixel_size(pixel_sizes: np.ndarray | None, source: Path) -> float | None:
+    if pixel_sizes is None:
+        return None
+    values, counts = np.unique(pixel_sizes, return_counts=True)
+    chosen = float(values[np.argmax(counts)])
+    if len(values) > 1:
+        warnings.warn(
+            f"{source}: particles have {len(values)} pixel sizes ({', '.join(f'{v:g}' for v in values)} Å); "
+            f"apix is the most common, {chosen:g} Å, and per-particle values are in ctf[:, 1]",
+            stacklevel=3,
+        )
+    return chosen
+
+
+def _resolve_stack(name: str, source: Path, datadir: Path | None) -> Path:
+    """Find a stack named in ``source``: absolute, beside source, in datadir, then datadir/basename."""
+    written = Path(name)
+    candidates = [written] if written.is_absolute() else [source.parent / written]
+    if datadir is not None:
+        candidates += [datadir / written, datadir / written.name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    field = _NAME_FIELD.get(source.suffix.lower(), "stack list")
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    fix = "pass datadir= the folder that holds the stacks" if datadir is None else "check datadir= and the stack names"
+    raise InputError(source, f"image stack {name} ({field}) not found; looked for {looked}", fix)
+
+
+def _stack_list(path: Path) -> list[str]:
+    if path.suffix.lower() in _IMAGE_SUFFIXES:
+        return [path.name]
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    names = [line for line in lines if line and not line.startswith("#")]
+    if not names:
+        raise InputError(path, "the list names no image stacks", "write one .mrcs path per line")
+    return names
+
+
+def _read_stacks_only(path: Path, apix: float | None, datadir: Path | None) -> dict[str, Any]:
+    names = _stack_list(path)
+    stack = ImageStack([_resolve_stack(n, path, datadir) for n in names], referenced_by=path)
+    image_names = [
+        f"{i + 1}@{names[f]}" for f, i in zip(stack.file_index.tolist(), stack.image_index.tolist(), strict=True)
+    ]
+    return dict(
+        rotations=None,
+        shifts_px=None,
+        ctf=None,
+        apix=None if apix is None else np.full(len(stack), float(apix)),
+        box=stack.box,
+        image_names=image_names,
+        source=path,
+        table=pd.DataFrame({"rlnImageName": image_names}),
+        optics=None,
+    )
+
+
+def _with_poses(meta: ParticleMetadata, poses: Path, box: int | None) -> ParticleMetadata:
+    box = meta.box if meta.box is not None else box
+    if box is None:
+        raise InputError(poses, "the box size is needed to turn pose.pkl translations into pixels", "pass box= (px)")
+    rotations, shifts = read_cryodrgn_poses(poses, box)
+    _check_count(poses, len(rotations), meta)
+    return dataclasses.replace(meta, rotations=rotations, shifts_px=shifts)
+
+
+def _with_ctf(meta: ParticleMetadata, ctf: Path) -> ParticleMetadata:
+    values = read_cryodrgn_ctf(ctf)
+    _check_count(ctf, len(values), meta)
+    boxes = np.unique(values[:, 0])
+    box = meta.box if meta.box is not None or len(boxes) != 1 else int(boxes[0])
+    return dataclasses.replace(meta, ctf=values, box=box, apix=_summary_pixel_size(values[:, 1], ctf))
+
+
+def _check_count(path: Path, n: int, meta: ParticleMetadata) -> None:
+    if n != len(meta):
+        raise InputError(
+            path,
+            f"holds {n} particles but {meta.source} has {len(meta)} (particle count mismatch)",
+            f"give the file made from {meta.source.name} (same particles, same order)",
+        )
+
+
+def read_metadata(
+    path: str | os.PathLike,
+    *,
+    box: int | None = None,
+    apix: float | None = None,
+    amplitude_contrast: float | None = None,
+    poses: str | os.PathLike | None = None,
+    ctf: str | os.PathLike | None = None,
+    datadir: str | os.PathLike | None = None,
+) -> ParticleMetadata:
+    """Read particle metadata from a .star, .cs, .mrcs/.mrc or .txt file.
+
+    Parameters
+    ----------
+    path
+        RELION STAR (3.0 to 5), cryoSPARC .cs, an MRC stack, or a .txt list
+        of stack paths (one per line, relative to the list's folder).
+    box, apix, amplitude_contrast
+        Box (px), pixel size (Å/px) and amplitude contrast, used only where
+        the file lacks them (e.g. ``box=300, apix=1.035,
+        amplitude_contrast=0.1`` for a RELION 3.0 file without optics).
+    poses, ctf
+        cryoDRGN ``pose.pkl`` / ``ctf.pkl`` that replace the file's poses /
+        CTF (read with the safe unpickler; counts must match).
+    datadir
+        Extra folder to look for the stacks of a .txt list.
+
+    The stacks of a .star or .cs file are not opened (they may be absent);
+    a .mrcs or .txt source is the stacks, so their headers are read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found", "check the path of the particle file")
+    suffix = path.suffix.lower()
+    options = dict(box=box, apix=apix, amplitude_contrast=amplitude_contrast)
+    if suffix == ".star":
+        fields = read_star(path, **options)
+    elif suffix == ".cs":
+        fields = read_cs(path, **options)
+    elif suffix in _IMAGE_SUFFIXES or suffix == ".txt":
+        fields = _read_stacks_only(path, apix, None if datadir is None else Path(datadir))
+    else:
+        raise InputError(path, f"unknown particle file type '{suffix}'", "give a .star, .cs, .mrcs/.mrc or .txt file")
+    fields["apix"] = _summary_pixel_size(fields["apix"], path)
+    meta = ParticleMetadata(**fields)
+    if poses is not None:
+        meta = _with_poses(meta, Path(poses), box)
+    if ctf is not None:
+        meta = _with_ctf(meta, Path(ctf))
+    return meta
+
+
+def _parse_image_names(meta: ParticleMetadata) -> tuple[np.ndarray, list[str]]:
+    """Split ``idx@path`` names into 0-based indices and stack names (no ``@``: image 1)."""
+    names = pd.Series(meta.image_names, dtype=str)
+    split = names.str.partition("@")
+    has_at = split[1] == "@"
+    index_text = split[0].where(has_at, "1")
+    stacks = split[2].where(has_at, split[0])
+    indices = pd.to_numeric(index_text, errors="coerce")
+    bad = indices.isna() | (indices < 1) | (stacks.str.len() == 0)
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        field = _NAME_FIELD.get(meta.source.suffix.lower(), "image name")
+        raise InputError(
+            meta.source,
+            f"particle {row}: {field} '{meta.image_names[row]}' is not of the form index@stack (index from 1)",
+            f"repair {field}",
+        )
+    return indices.to_numpy(dtype=np.int64) - 1, stacks.tolist()
+
+
+def _open_images(meta: ParticleMetadata, datadir: Path | None) -> ImageStack:
+    indices, stacks = _parse_image_names(meta)
+    file_index, unique_names = pd.factorize(pd.Series(stacks))
+    files = [_resolve_stack(name, meta.source, datadir) for name in unique_names]
+    return ImageStack(files, file_index, indices, referenced_by=meta.source)
+
+
+def read_particles(
+    path: str | os.PathLike,
+    *,
+    datadir: str | os.PathLike | None = None,
+    lazy: bool = True,
+    box: int | None = None,
+    apix: float | None = None,
+    amplitude_contrast: float | None = None,
+    poses: str | os.PathLike | None = None,
+    ctf: str | os.PathLike | None = None,
+) -> Particles:
+    """Read particle metadata and open the images it references.
+
+    Stacks named as ``idx@path`` are looked for relative to the metadata
+    file's folder, then in ``datadir``, then as ``datadir``/basename
+    (cryoSPARC's ``blob/path`` is relative to the project folder, so pass
+    ``datadir=`` that folder for a .cs exported elsewhere). With
+    ``lazy=False`` all images are read into RAM at once. The box size is
+    taken from the stacks; it must agree with the metadata's. Other options
+    as :func:`read_metadata`.
+    """
+    datadir = None if datadir is None else Path(datadir)
+    meta = read_metadata(
+        path, box=box, apix=apix, amplitude_contrast=amplitude_contrast, poses=poses, ctf=ctf, datadir=datadir
+    )
+    images = _open_images(meta, datadir)
+    if meta.box is not None and meta.box != images.box:
+        raise InputError(
+            meta.source,
+            f"the metadata gives a box of {meta.box} px but the stacks hold {images.box} px images",
+            "use the particle file that belongs to these stacks (or re-extract at the stated box)",
+        )
+    ctf_values = meta.ctf
+    if ctf_values is not None:
+        ctf_values = ctf_values.copy()
+        unknown = np.isnan(ctf_values[:, 0])
+        ctf_values[unknown, 0] = images.box
+        if (ctf_values[:, 0] != images.box).any():
+            raise InputError(
+                meta.source,
+                f"the CTF box column differs from the stacks' box of {images.box} px",
+                "give the ctf.pkl made for these particles",
+            )
+    meta = dataclasses.replace(meta, box=images.box, ctf=ctf_values)
+    if not lazy:
+        images.load()
+    return Particles(images=images, meta=meta)
