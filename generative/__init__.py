@@ -1,1 +1,31 @@
-"""A diffusion engine with no cryo-EM knowledge (see docs/engine.md)."""
+"""A diffusion engine with no cryo-EM knowledge (see docs/engine.md).
+
+Denoiser contract: ``denoise(x, sigma) -> x0_hat`` with ``x = x0 + sigma * eps``
+(EDM/VE convention), ``x [N, ...]``, ``sigma [N]`` in data units. Sample with
+``generative.sample(denoise, x_T, sigmas, solver="heun", **options)``.
+"""
+
+from .adapters import from_eps, from_v, from_velocity, guided
+from .flow import flow_matching_loss, logit_normal_times
+from .genie import GenieHead, eps_and_derivative, genie_distillation_loss
+from .likelihood import encode, log_likelihood
+from .losses import (denoising_loss, edm_weight, inverse_variance_weight, lognormal_sigmas,
+                     loguniform_sigmas, vp_training_sigmas)
+from .metrics import energy_distance, mmd
+from .mixtures import GaussianMixture
+from .networks import FourierEmbedding, ResidualMLP
+from .preconditioning import Preconditioned
+from .samplers import SOLVERS, sample
+from .schedules import (flow_shift, flow_sigma, flow_sigmas, flow_time, karras_sigmas,
+                        resolution_shift, vp_sigma, vp_sigmas, vp_time)
+from .trainer import Trainer
+
+__all__ = [
+    "SOLVERS", "FourierEmbedding", "GaussianMixture", "GenieHead", "Preconditioned", "ResidualMLP",
+    "Trainer", "denoising_loss", "edm_weight", "encode", "energy_distance", "eps_and_derivative",
+    "flow_matching_loss", "flow_shift", "flow_sigma", "flow_sigmas", "flow_time", "from_eps",
+    "from_v", "from_velocity", "genie_distillation_loss", "guided", "inverse_variance_weight",
+    "karras_sigmas", "log_likelihood", "logit_normal_times", "lognormal_sigmas",
+    "loguniform_sigmas", "mmd", "resolution_shift", "sample", "vp_sigma", "vp_sigmas",
+    "vp_time", "vp_training_sigmas",
+]

@@ -30,3 +30,8 @@ class InputError(Exception):
         self.fix = fix
         where = f"{self.path}: " if self.path else ""
         super().__init__(f"{where}{problem}. Fix: {fix}")
+
+
+class TrainingDiverged(Exception):
+    """Training produced a non-finite loss; the message names the epoch and the
+    last good checkpoint to resume from (with other settings)."""

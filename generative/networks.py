@@ -1,0 +1,61 @@
+"""Networks for vector data: Fourier time embedding and a residual MLP.
+
+Networks take ``(x [N, d], c_noise [N])`` where ``c_noise`` is the scalar noise
+conditioning chosen by the preconditioning (e.g. ``log(sigma) / 4`` for EDM or
+the flow time t in [0, 1]).
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+class FourierEmbedding(nn.Module):
+    """Random Fourier features ``[cos(2 pi f c), sin(2 pi f c)]`` of a scalar, ``f ~ N(0, scale^2)`` (fixed)."""
+
+    def __init__(self, dim, scale=4.0):
+        super().__init__()
+        self.register_buffer("freqs", torch.randn(dim // 2) * scale)
+
+    def forward(self, c):
+        arg = 2 * math.pi * c.to(self.freqs.dtype)[:, None] * self.freqs
+        return torch.cat([arg.cos(), arg.sin()], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """``h + Linear(SiLU(Linear(SiLU(LayerNorm(h)) + emb))))``, zero-initialised output."""
+
+    def __init__(self, hidden, embed_dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.emb = nn.Linear(embed_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, h, emb):
+        u = self.fc1(nn.functional.silu(self.norm(h))) + self.emb(emb)
+        return h + self.fc2(nn.functional.silu(u))
+
+
+class ResidualMLP(nn.Module):
+    """Residual MLP ``(x [N, dim], c_noise [N]) -> [N, dim]`` with a Fourier embedding of ``c_noise``."""
+
+    def __init__(self, dim, hidden=128, depth=3, embed_dim=64, embed_scale=4.0):
+        super().__init__()
+        self.embed = nn.Sequential(FourierEmbedding(embed_dim, embed_scale),
+                                   nn.Linear(embed_dim, embed_dim), nn.SiLU())
+        self.inp = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList(ResidualBlock(hidden, embed_dim) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim))
+
+    def forward(self, x, c_noise):
+        dtype = x.dtype
+        x = x.to(self.inp.weight.dtype)
+        emb = self.embed(c_noise)
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.out(h).to(dtype)

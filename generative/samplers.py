@@ -1,0 +1,165 @@
+"""Solvers for the probability-flow ODE and reverse SDE in the EDM/VE convention.
+
+Every solver has the signature ``solver(denoise, x, sigmas, **options) -> x``:
+
+* ``denoise(x, sigma) -> x0_hat`` is the denoiser contract
+  (:mod:`generative.adapters`); it is called with ``sigma`` as a ``[N]`` tensor;
+* ``x`` is ``[N, ...]``, already scaled to ``sigmas[0]`` (``x = x0 + sigmas[0] * eps``);
+* ``sigmas`` is a 1-D tensor of noise levels (data units), decreasing for
+  sampling; its last entry may be 0. ``len(sigmas) - 1`` steps are taken.
+
+The ODE is ``dx/dsigma = (x - D(x, sigma)) / sigma`` (= eps_hat). A step that
+lands on sigma = 0 returns the denoised estimate where the formula would divide
+by zero. Solver math runs in the dtype of ``x``.
+"""
+
+import math
+
+import torch
+
+from .genie import genie
+
+
+def _call(denoise, x, sigma):
+    return denoise(x, sigma.to(x.dtype).expand(x.shape[0]))
+
+
+def euler(denoise, x, sigmas):
+    """Euler on the PF-ODE, one evaluation per step (identical to deterministic DDIM)."""
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        d = (x - _call(denoise, x, s)) / s
+        x = x + (s_next - s) * d
+    return x
+
+
+def ddim(denoise, x, sigmas):
+    """Deterministic DDIM: ``x' = D + (sigma'/sigma)(x - D)``; exact when D is constant along the step."""
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        den = _call(denoise, x, s)
+        x = den + (s_next / s) * (x - den)
+    return x
+
+
+def heun(denoise, x, sigmas, churn=0.0, churn_min=0.0, churn_max=math.inf, noise_scale=1.0,
+         generator=None):
+    """EDM Heun (Karras et al. 2022, Alg. 2); 2 evaluations per step, 1 on the step to sigma = 0.
+
+    ``churn`` > 0 makes it stochastic: at ``churn_min <= sigma <= churn_max`` the
+    noise level is first raised to ``sigma (1 + gamma)``, ``gamma = min(churn / n, sqrt(2) - 1)``,
+    by adding fresh noise scaled by ``noise_scale``.
+    """
+    n = len(sigmas) - 1
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        gamma = min(churn / n, math.sqrt(2) - 1) if churn_min <= s <= churn_max else 0.0
+        s_hat = s * (1 + gamma)
+        if gamma > 0:
+            noise = torch.randn(x.shape, dtype=x.dtype, generator=generator, device=x.device)
+            x = x + noise_scale * torch.sqrt(s_hat ** 2 - s ** 2) * noise
+        d = (x - _call(denoise, x, s_hat)) / s_hat
+        x_next = x + (s_next - s_hat) * d
+        if s_next > 0:
+            d_next = (x_next - _call(denoise, x_next, s_next)) / s_next
+            x_next = x + (s_next - s_hat) * (d + d_next) / 2
+        x = x_next
+    return x
+
+
+def dpmpp_2m(denoise, x, sigmas):
+    """DPM-Solver++(2M) (Lu et al. 2022) in ``lambda = -log sigma``; first and last (to 0) steps are first order."""
+    old_den, h_last = None, None
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        den = _call(denoise, x, s)
+        if s_next == 0:
+            x = den
+            break
+        h = torch.log(s / s_next)
+        d = den if old_den is None else den + (den - old_den) * h / (2 * h_last)
+        x = (s_next / s) * x - torch.expm1(-h) * d
+        old_den, h_last = den, h
+    return x
+
+
+def euler_maruyama(denoise, x, sigmas, generator=None):
+    """Euler-Maruyama on the reverse VE SDE ``dx = -2 sigma score dsigma + sqrt(2 sigma) dW``.
+
+    Stochastic, strong order 1/2. The step to sigma = 0 returns the denoised estimate.
+    """
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        den = _call(denoise, x, s)
+        if s_next == 0:
+            x = den
+            break
+        ds = s - s_next
+        noise = torch.randn(x.shape, dtype=x.dtype, generator=generator, device=x.device)
+        x = x + 2 * ds / s * (den - x) + torch.sqrt(2 * s * ds) * noise
+    return x
+
+
+def _flow_velocity(denoise, x, s):
+    """Flow state ``z = x / (1 + sigma)``, time ``t`` and velocity ``(z - D) / t``."""
+    t = s / (1 + s)
+    z = x / (1 + s)
+    return z, t, (z - _call(denoise, x, s)) / t
+
+
+def flow_euler(denoise, x, sigmas):
+    """Euler in rectified-flow coordinates ``z = x / (1 + sigma)``, ``t = sigma / (1 + sigma)``.
+
+    ``z' = z + (t' - t) v``. Algebraically identical to :func:`ddim`; use with
+    :func:`generative.schedules.flow_sigmas` (shift lives in the grid).
+    """
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        z, t, v = _flow_velocity(denoise, x, s)
+        t_next = s_next / (1 + s_next)
+        x = (z + (t_next - t) * v) * (1 + s_next)
+    return x
+
+
+def flow_heun(denoise, x, sigmas):
+    """Heun in rectified-flow coordinates (trapezoidal velocity average; Euler on the step to t = 0)."""
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        z, t, v = _flow_velocity(denoise, x, s)
+        t_next = s_next / (1 + s_next)
+        z_next = z + (t_next - t) * v
+        if s_next > 0:
+            _, _, v_next = _flow_velocity(denoise, z_next * (1 + s_next), s_next)
+            z_next = z + (t_next - t) * (v + v_next) / 2
+        x = z_next * (1 + s_next)
+    return x
+
+
+SOLVERS = {
+    "euler": euler,
+    "ddim": ddim,
+    "heun": heun,
+    "dpmpp_2m": dpmpp_2m,
+    "euler_maruyama": euler_maruyama,
+    "flow_euler": flow_euler,
+    "flow_heun": flow_heun,
+    "genie": genie,
+}
+
+
+@torch.no_grad()
+def sample(denoise, x_T, sigmas, solver="heun", **options):
+    """Integrate from ``sigmas[0]`` to ``sigmas[-1]`` with the named solver.
+
+    Args:
+        denoise: ``denoise(x, sigma[N]) -> x0_hat`` (EDM/VE convention).
+        x_T: ``[N, ...]`` start state scaled to ``sigmas[0]``, e.g. ``sigmas[0] * randn``.
+        sigmas: 1-D tensor of noise levels, decreasing to sample (last may be 0),
+            increasing (all > 0) to encode with a deterministic solver.
+        solver: one of ``SOLVERS``: ``euler``, ``ddim``, ``heun``, ``dpmpp_2m``,
+            ``genie``, ``flow_euler``, ``flow_heun`` (deterministic) or
+            ``euler_maruyama`` and ``heun`` with ``churn > 0`` (stochastic, take ``generator``).
+        options: solver keyword options (see each solver).
+
+    Returns:
+        The state at ``sigmas[-1]``, shape of ``x_T``.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose from {sorted(SOLVERS)}")
+    sigmas = torch.as_tensor(sigmas)
+    if sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ValueError("sigmas must be a 1-D tensor with at least 2 entries")
+    return SOLVERS[solver](denoise, x_T, sigmas.to(x_T.dtype), **options)

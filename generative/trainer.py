@@ -1,0 +1,122 @@
+"""A small training loop: Adam, EMA, gradient clipping, atomic checkpoints, JSON logs.
+
+The trainer knows nothing about diffusion: it minimises ``loss_fn(model, batch,
+generator) -> [N] or scalar`` over batches from ``batch_fn(step, generator)``.
+Each step gets its own ``torch.Generator`` seeded from ``(seed, step)``, so a run
+resumed from a checkpoint repeats the uninterrupted run exactly (on CPU).
+"""
+
+import copy
+import json
+import os
+import tempfile
+import time
+
+import torch
+from tqdm import tqdm
+
+
+class Trainer:
+    """Trains ``model`` and keeps an exponential moving average ``self.ema`` of it.
+
+    Args:
+        model: ``nn.Module`` optimised in place.
+        loss_fn: ``loss_fn(model, batch, generator)``; the mean of its output is minimised.
+        batch_fn: ``batch_fn(step, generator) -> batch`` (any object ``loss_fn`` accepts).
+        lr: Adam learning rate. ema_decay: EMA factor per step (0 copies the model).
+        grad_clip: max global gradient norm (``None`` disables clipping).
+        seed: base seed of the per-step generators.
+        checkpoint_path: file written every ``checkpoint_every`` steps and at the end of
+            :meth:`fit` (atomically: temp file + ``os.replace``); ``None`` disables.
+        log_path: JSON-lines file; one line ``{"step", "loss", "grad_norm", "lr", "seconds"}``
+            every ``log_every`` steps (loss averaged over those steps).
+        progress: show a tqdm progress bar.
+        bf16: run the forward pass under bfloat16 autocast on the model's device.
+    """
+
+    def __init__(self, model, loss_fn, batch_fn, *, lr=1e-3, ema_decay=0.999, grad_clip=1.0,
+                 seed=0, checkpoint_path=None, checkpoint_every=1000, log_path=None,
+                 log_every=100, progress=False, bf16=False):
+        self.model = model
+        self.ema = copy.deepcopy(model).requires_grad_(False)
+        self.loss_fn, self.batch_fn = loss_fn, batch_fn
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.ema_decay, self.grad_clip, self.seed = ema_decay, grad_clip, seed
+        self.checkpoint_path, self.checkpoint_every = checkpoint_path, checkpoint_every
+        self.log_path, self.log_every = log_path, log_every
+        self.progress, self.bf16 = progress, bf16
+        self.step = 0
+        self.device = next(model.parameters()).device
+
+    def _generator(self):
+        return torch.Generator(self.device).manual_seed(self.seed * 1_000_003 + self.step)
+
+    def train_step(self):
+        """One optimisation step; returns ``(loss, grad_norm)`` as floats."""
+        g = self._generator()
+        batch = self.batch_fn(self.step, g)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.loss_fn(self.model, batch, g).float().mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = float("inf") if self.grad_clip is None else self.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.model.parameters()):
+                e.lerp_(p, 1 - self.ema_decay)
+            for e, b in zip(self.ema.buffers(), self.model.buffers()):
+                e.copy_(b)
+        self.step += 1
+        return loss.item(), grad_norm.item()
+
+    def fit(self, steps):
+        """Train until ``self.step == steps``; returns the log records written during this call."""
+        records, losses, start = [], [], time.time()
+        bar = tqdm(total=steps, initial=self.step, disable=not self.progress, desc="train")
+        while self.step < steps:
+            loss, grad_norm = self.train_step()
+            losses.append(loss)
+            bar.update(1)
+            if self.step % self.log_every == 0:
+                records.append(self._log(sum(losses) / len(losses), grad_norm, start))
+                bar.set_postfix(loss=f"{records[-1]['loss']:.4f}")
+                losses = []
+            if self.checkpoint_path and self.step % self.checkpoint_every == 0:
+                self.save(self.checkpoint_path)
+        bar.close()
+        if self.checkpoint_path:
+            self.save(self.checkpoint_path)
+        return records
+
+    def _log(self, loss, grad_norm, start):
+        record = {"step": self.step, "loss": loss, "grad_norm": grad_norm,
+                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.time() - start}
+        if self.log_path:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return record
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "step": self.step}
+
+    def save(self, path):
+        """Write a checkpoint atomically (temp file in the same folder, then ``os.replace``)."""
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(self.state_dict(), f)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def load(self, path):
+        """Resume from a checkpoint written by :meth:`save` (loaded with ``weights_only=True``)."""
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
