@@ -26,6 +26,8 @@ COMMANDS = {
     "downsample": "downsample",
     "backproject": "backproject",
     "fsc": "fsc",
+    "train-vae": "train_vae",
+    "eval-vol": "eval_vol",
 }
 
 
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_args(p)
-        p.set_defaults(run=module.run)
+        p.set_defaults(handler=module.run)
     return parser
 
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%Y-%m-%d %H:%M:%S",
     )
     try:
-        args.run(args)
+        args.handler(args)
     except InputError as err:
         if args.debug:
             raise

@@ -24,7 +24,7 @@ def output_file(path: str, suffixes: tuple[str, ...], option: str = "-o") -> Pat
     return out
 
 
-def add_particle_args(parser: argparse.ArgumentParser) -> None:
+def add_particle_args(parser: argparse.ArgumentParser, batch_default: int = 256) -> None:
     """Options every command reading particles shares (cryoDRGN names)."""
     parser.add_argument("particles", help="particles: .star (RELION), .cs (cryoSPARC), .mrcs stack or .txt list of stacks")
     parser.add_argument("--datadir", help="folder with the stacks that a .star/.cs refers to (default: beside the file)")
@@ -39,7 +39,7 @@ def add_particle_args(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not multiply images by -1 (by default they are, as in cryoDRGN)",
     )
-    parser.add_argument("-b", "--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
+    parser.add_argument("-b", "--batch-size", type=int, default=batch_default, help="images per batch (default: %(default)s)")
 
 
 def load_particles(args: argparse.Namespace):

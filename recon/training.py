@@ -1,0 +1,274 @@
+"""Training the heterogeneous VAE, with atomic checkpoints and exact resume.
+
+A run directory holds::
+
+    config.json      every setting, the data it was trained on, the normalisation
+    checkpoint.pt    model, optimiser, RNG state and epoch (after each epoch)
+    log.jsonl        one JSON line per epoch: losses, images/s, seconds
+    latents.h5       z_mu, z_logvar [N, zdim] and the particle indices, from a
+                     clean encoding pass after the last epoch
+
+The particle order of epoch ``e`` is a permutation drawn from ``(seed, e)``
+and the reparameterisation noise comes from a generator saved in the
+checkpoint, so a run resumed after being killed reaches exactly the weights of
+an uninterrupted run with the same seed (on the same device and threads).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from recon.ctf import ctf_from_params
+from recon.errors import InputError, TrainingDiverged
+from recon.io.mrc import atomic_target
+from recon.preprocess import estimate_scale, hartley_images, masked
+from recon.vae import Architecture, HetVAE, kl_divergence
+
+log = logging.getLogger(__name__)
+
+CONFIG, CHECKPOINT, LOG, LATENTS = "config.json", "checkpoint.pt", "log.jsonl", "latents.h5"
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings (cryoDRGN option names in brackets)."""
+
+    epochs: int = 20  # [-n/--epochs]
+    batch_size: int = 16  # [-b]
+    lr: float = 1e-4  # [--lr] Adam learning rate
+    beta: float | None = None  # [--beta] KL weight; default 1/zdim
+    seed: int = 0  # [--seed]
+    invert: bool = True  # [--uninvert-data sets False]
+    weight_decay: float = 0.0  # [--wd]
+
+
+@dataclass
+class TrainingData:
+    """Particles to train on, all arrays indexed like ``indices``.
+
+    ``images`` is indexable by absolute particle index (e.g. an ImageStack);
+    ``rotations`` [N, 3, 3], ``shifts_px`` [N, 2] and ``ctf`` [N, 9] are for
+    the selected particles only, in the order of ``indices``.
+    """
+
+    images: Any
+    indices: np.ndarray
+    rotations: np.ndarray
+    shifts_px: np.ndarray
+    ctf: np.ndarray | None
+    box: int
+    apix: float
+    source: dict = field(default_factory=dict)  # file names, for config.json
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _Batches:
+    """Reads image batches in a background thread while the model computes."""
+
+    def __init__(self, data: TrainingData, order: np.ndarray, batch_size: int):
+        self.data, self.order, self.size = data, order, batch_size
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def _read(self, start: int):
+        pos = self.order[start : start + self.size]
+        idx = self.data.indices[pos]
+        sort = np.argsort(idx, kind="stable")  # sequential reads from the stacks
+        images = np.empty((len(idx), self.data.box, self.data.box), np.float32)
+        images[sort] = self.data.images[idx[sort]]
+        return pos, torch.from_numpy(images)
+
+    def __iter__(self):
+        starts = range(0, len(self.order), self.size)
+        pending = self.pool.submit(self._read, 0) if len(self.order) else None
+        for start in starts:
+            pos, images = pending.result()
+            nxt = start + self.size
+            pending = self.pool.submit(self._read, nxt) if nxt < len(self.order) else None
+            yield pos, images
+        self.pool.shutdown()
+
+
+class Batch:
+    """One batch moved to the device and turned into the model's inputs."""
+
+    def __init__(self, model: HetVAE, data: TrainingData, pos: np.ndarray, images: torch.Tensor, scale: float, invert: bool):
+        dev = model.coords.device
+        shifts = torch.as_tensor(data.shifts_px[pos], dtype=torch.float32, device=dev)
+        self.target = masked(hartley_images(images.to(dev), shifts, invert=invert)) / scale
+        self.rotations = torch.as_tensor(data.rotations[pos], dtype=torch.float32, device=dev)
+        self.ctf = None
+        if data.ctf is not None:
+            params = torch.as_tensor(data.ctf[pos], dtype=torch.float32, device=dev)
+            self.ctf = ctf_from_params(model.coords[:, :2], params)
+        self.encoder_input = self.target if self.ctf is None else self.target * torch.sign(self.ctf)
+
+
+def _loss(model: HetVAE, batch: Batch, beta: float, generator: torch.Generator):
+    mu, logvar = model.encode(batch.encoder_input)
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device)
+    z = mu + torch.exp(0.5 * logvar) * noise
+    pred = model.decode_slices(batch.rotations, z)
+    if batch.ctf is not None:
+        pred = pred * batch.ctf
+    mse = (pred - batch.target).pow(2).mean()
+    kld = kl_divergence(mu, logvar)
+    return mse + beta * kld / model.n_pixels, mse, kld, mu, logvar
+
+
+def _save_checkpoint(run: Path, model, optimizer, epoch: int, generator, z_mu, z_logvar) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "generator": generator.get_state(),
+        "z_mu_train": torch.as_tensor(z_mu),
+        "z_logvar_train": torch.as_tensor(z_logvar),
+    }
+    with atomic_target(run / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(run: Path, map_location="cpu") -> dict:
+    """Read ``checkpoint.pt`` safely (tensors and plain containers only)."""
+    path = Path(run) / CHECKPOINT
+    if not path.is_file():
+        raise InputError(path, "no checkpoint in this run directory", "train first, or give the right run directory")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _config(arch: Architecture, settings: TrainSettings, data: TrainingData, scale: float) -> dict:
+    return {
+        "format": "cryodiff-vae/1",
+        "architecture": arch.to_dict(),
+        "training": asdict(settings) | {"beta": settings.beta if settings.beta is not None else 1.0 / arch.zdim},
+        "data": data.source | {"n_particles": int(len(data.indices)), "box": data.box, "apix": data.apix},
+        "normalization": {"mean": 0.0, "std": scale},
+    }
+
+
+def _check_resumable(old: dict, new: dict, path: Path) -> None:
+    for key in ("architecture", "data"):
+        if old[key] != new[key]:
+            raise InputError(path, f"the {key} differs from the run being resumed", "resume with the original settings, or start a new run")
+    for key in ("batch_size", "lr", "beta", "seed", "invert", "weight_decay"):
+        if old["training"][key] != new["training"][key]:
+            raise InputError(path, f"training setting {key} differs from the run being resumed", "resume with the original settings")
+
+
+def train_vae(
+    data: TrainingData,
+    arch: Architecture,
+    settings: TrainSettings,
+    run: str | Path,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    after_epoch: Callable[[int], None] | None = None,
+) -> HetVAE:
+    """Train (or resume) a VAE run in ``run``; returns the trained model.
+
+    ``after_epoch(epoch)`` is called once each epoch's checkpoint is on disk.
+    """
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    device = _device()
+    beta = settings.beta if settings.beta is not None else 1.0 / arch.zdim
+
+    if resume:
+        config = json.loads((run / CONFIG).read_text())
+        scale = config["normalization"]["std"]
+        _check_resumable(config, _config(arch, settings, data, scale), run / CONFIG)
+    else:
+        scale = estimate_scale(data.images, invert=settings.invert, seed=settings.seed) if len(data.indices) else 1.0
+        config = _config(arch, settings, data, scale)
+        with atomic_target(run / CONFIG) as tmp:
+            tmp.write_text(json.dumps(config, indent=2))
+
+    torch.manual_seed(settings.seed)
+    model = HetVAE(arch).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(settings.seed)
+    n = len(data.indices)
+    z_mu = np.zeros((n, arch.zdim), np.float32)
+    z_logvar = np.zeros((n, arch.zdim), np.float32)
+    start_epoch = 1
+    if resume:
+        ckpt = load_checkpoint(run, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["generator"].cpu() if device.type == "cpu" else ckpt["generator"])
+        z_mu, z_logvar = ckpt["z_mu_train"].numpy(), ckpt["z_logvar_train"].numpy()
+        start_epoch = int(ckpt["epoch"]) + 1
+        log.info("resuming %s after epoch %d", run, start_epoch - 1)
+
+    for epoch in range(start_epoch, settings.epochs + 1):
+        model.train()
+        order = np.random.default_rng([settings.seed, epoch]).permutation(n)
+        sums = np.zeros(3)
+        tic = time.perf_counter()
+        bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="img", disable=not show_progress, mininterval=1.0)
+        for b, (pos, images) in enumerate(_Batches(data, order, settings.batch_size)):
+            batch = Batch(model, data, pos, images, scale, settings.invert)
+            loss, mse, kld, mu, logvar = _loss(model, batch, beta, generator)
+            if not torch.isfinite(loss):
+                last = f"{run / CHECKPOINT} (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} in epoch {epoch}, batch {b}; last good checkpoint: {last}. "
+                    "Try a lower --lr, and check the particles for outliers"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            z_mu[pos], z_logvar[pos] = mu.detach().cpu().numpy(), logvar.detach().cpu().numpy()
+            sums += np.array([loss.item(), mse.item(), kld.item()]) * len(pos)
+            bar.update(len(pos))
+        bar.close()
+        seconds = time.perf_counter() - tic
+        _save_checkpoint(run, model, optimizer, epoch, generator, z_mu, z_logvar)
+        record = dict(zip(("loss", "mse", "kld"), (sums / max(n, 1)).tolist()))
+        record = {"epoch": epoch, **record, "images_per_s": n / seconds, "seconds": seconds}
+        with open(run / LOG, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        log.info("epoch %d: loss %.5f (mse %.5f, kld %.3f), %.0f images/s", epoch, record["loss"], record["mse"], record["kld"], record["images_per_s"])
+        if after_epoch is not None:
+            after_epoch(epoch)
+
+    write_latents(run, *encode_all(model, data, scale, settings.invert, settings.batch_size * 8), data.indices)
+    return model
+
+
+@torch.no_grad()
+def encode_all(model: HetVAE, data: TrainingData, scale: float, invert: bool, batch_size: int = 256):
+    """Posterior means and log-variances ``[N, zdim]`` of every particle (eval mode)."""
+    model.eval()
+    n = len(data.indices)
+    mu = np.zeros((n, model.arch.zdim), np.float32)
+    logvar = np.zeros_like(mu)
+    for pos, images in _Batches(data, np.arange(n), batch_size):
+        batch = Batch(model, data, pos, images, scale, invert)
+        m, lv = model.encode(batch.encoder_input)
+        mu[pos], logvar[pos] = m.cpu().numpy(), lv.cpu().numpy()
+    return mu, logvar
+
+
+def write_latents(run: Path, z_mu: np.ndarray, z_logvar: np.ndarray, indices: np.ndarray) -> None:
+    """Write ``latents.h5``: z_mu, z_logvar [N, zdim] and indices [N] (0-based)."""
+    with atomic_target(Path(run) / LATENTS) as tmp, h5py.File(tmp, "w") as h5:
+        h5["z_mu"] = z_mu
+        h5["z_logvar"] = z_logvar
+        h5["indices"] = np.asarray(indices, dtype=np.int64)

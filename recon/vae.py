@@ -1,0 +1,148 @@
+"""The heterogeneous VAE: an image encoder and a Fourier-space positional
+decoder of the 3-D density, cryoDRGN's architecture.
+
+Units and conventions
+---------------------
+* Images enter as centred Hartley transforms on the symmetrised ``(D+1)²``
+  lattice (:mod:`recon.preprocess`), divided by one global standard deviation.
+  Only the disc of radius ``D/2`` (Nyquist), flattened in row-major ``[y, x]``
+  order, is used: ``M`` values per image. That ordering is centrosymmetric
+  (entry ``i`` sits at ``-k`` of entry ``M-1-i``), which the decoder uses to
+  evaluate only half of each slice.
+* Frequencies are ``(kx, ky, kz)`` in cycles/pixel; the central slice of a
+  particle with rotation ``R`` (cryoDRGN convention) is at ``k @ R`` for the
+  in-plane row vectors ``k = (kx, ky, 0)``.
+* The decoder maps ``(k, z)`` to ``(Re, Im)`` of the volume's centred 3-D
+  Fourier transform and is evaluated only on the half space ``kz <= 0``; the
+  other half follows from Hermitian symmetry ``F(-k) = conj F(k)``, so the
+  density it describes is real. Hartley values are ``Re - Im``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from recon.fourier import circular_mask, ihartley_centered, lattice_coords
+from recon.networks import ResidLinearMLP
+from recon.positional import PositionalEncoding
+
+
+@dataclass
+class Architecture:
+    """Network sizes (cryoDRGN option names in brackets)."""
+
+    box: int  # D, image size in pixels
+    zdim: int  # [--zdim] latent dimension
+    enc_dim: int = 1024  # [--enc-dim] encoder hidden width
+    enc_layers: int = 3  # [--enc-layers] encoder residual hidden layers
+    dec_dim: int = 1024  # [--dec-dim] decoder hidden width
+    dec_layers: int = 3  # [--dec-layers] decoder residual hidden layers
+    pe_type: str = "gaussian"  # [--pe-type]
+    pe_dim: int | None = None  # [--pe-dim] default D/2
+    feat_sigma: float = 0.5  # [--feat-sigma] scale of gaussian frequencies
+
+    def __post_init__(self):
+        if self.pe_dim is None:
+            self.pe_dim = self.box // 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FourierDecoder(nn.Module):
+    """``(k [..., 3], z [B, zdim]) -> (Re, Im) [..., 2]`` of the 3-D transform."""
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.encoding = PositionalEncoding(arch.pe_type, arch.pe_dim, arch.box, arch.feat_sigma)
+        self.mlp = ResidLinearMLP(self.encoding.out_dim + arch.zdim, arch.dec_layers, arch.dec_dim, 2)
+
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """``coords`` ``[B, P, 3]`` (or ``[P, 3]`` with ``z`` of one row)."""
+        flip = coords[..., 2] > 0  # evaluate kz > 0 at -k and conjugate
+        coords = torch.where(flip.unsqueeze(-1), -coords, coords)
+        squeeze = coords.ndim == 2
+        if squeeze:
+            coords = coords.unsqueeze(0)
+        out = self.mlp(self.encoding(coords), z)
+        if squeeze:
+            out = out[0]
+        return torch.stack([out[..., 0], torch.where(flip, -out[..., 1], out[..., 1])], dim=-1)
+
+
+class HetVAE(nn.Module):
+    """Encoder + decoder with the lattice they share.
+
+    ``encode(h)`` takes ``[B, M]`` masked Hartley images (phase-flipped by the
+    sign of their CTF) and returns ``(mu, logvar)`` ``[B, zdim]``;
+    ``decode_slices(rotations, z)`` returns the ``[B, M]`` Hartley values of the
+    central slices, before the CTF.
+    """
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.arch = arch
+        mask = circular_mask(arch.box).flatten()
+        self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("coords", lattice_coords(arch.box)[mask], persistent=False)  # [M, 3]
+        n = int(mask.sum())
+        self.encoder = ResidLinearMLP(n, arch.enc_layers, arch.enc_dim, 2 * arch.zdim)
+        self.decoder = FourierDecoder(arch)
+
+    @property
+    def n_pixels(self) -> int:
+        """``M``: lattice points inside the Nyquist disc."""
+        return self.coords.shape[0]
+
+    def encode(self, hartley: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.encoder(hartley)
+        return out[:, : self.arch.zdim], out[:, self.arch.zdim :]
+
+    def decode_slices(self, rotations: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        half = self.n_pixels // 2  # entries 0..half (centre included) are evaluated
+        coords = self.coords[: half + 1] @ rotations  # [B, half+1, 3]
+        f = self.decoder(coords, z)
+        top = f[..., 0] - f[..., 1]
+        bottom = (f[..., 0] + f[..., 1])[:, :half].flip(-1)  # H(-k) = Re + Im
+        return torch.cat([top, bottom], dim=-1)
+
+    @torch.no_grad()
+    def volume(self, z: torch.Tensor | np.ndarray | None, box: int | None = None, chunk: int = 65536) -> np.ndarray:
+        """The density ``[z, y, x]`` at latent ``z`` ``[zdim]``, float32.
+
+        ``box`` (default: the training box ``D``) evaluates on a smaller grid:
+        frequencies up to the new Nyquist only, pixel size ``apix * D / box``.
+        Values are in the normalised units of the training data (multiply by
+        the normalisation std for the data's units); voxel values keep their
+        scale for any ``box``.
+        """
+        full = self.arch.box
+        box = full if box is None else box
+        if box % 2 or box > full:
+            raise ValueError(f"box must be even and at most {full}, got {box}")
+        extent = 0.5 * box / full
+        k = torch.linspace(-extent, extent, box + 1, device=self.coords.device)
+        gz, gy, gx = torch.meshgrid(k, k, k, indexing="ij")
+        coords = torch.stack([gx, gy, gz], -1).reshape(-1, 3)  # centrosymmetric order
+        n = coords.shape[0]
+        half = n // 2
+        inside = coords[: half + 1].norm(dim=-1) <= extent
+        points = coords[: half + 1][inside]
+        zrow = None if z is None else torch.as_tensor(np.asarray(z), dtype=torch.float32, device=points.device)
+        zrow = None if zrow is None else zrow.reshape(1, -1)
+        values = torch.zeros(half + 1, 2, device=points.device)
+        inside_values = torch.cat([self.decoder(points[s : s + chunk], zrow) for s in range(0, len(points), chunk)])
+        values[inside] = inside_values
+        hartley = torch.cat([values[:, 0] - values[:, 1], (values[:half, 0] + values[:half, 1]).flip(0)])
+        hartley = hartley.reshape(box + 1, box + 1, box + 1)[:-1, :-1, :-1]
+        vol = ihartley_centered(hartley.double().cpu(), 3) * (box / full) ** 3
+        return vol.float().numpy()
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of KL(N(mu, exp(logvar)) || N(0, I))."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()

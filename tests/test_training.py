@@ -1,0 +1,91 @@
+"""VAE training: exact resume after a kill, a clear stop on a non-finite loss,
+the run directory's files, and the train-vae / eval-vol commands."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import recon.training as training
+from cryodiff.cli.main import main
+from recon.errors import TrainingDiverged
+from recon.io import read_particles, read_volume
+from recon.run import load_run
+from recon.synthetic import write_synthetic_dataset
+from recon.training import TrainingData, TrainSettings, train_vae
+from recon.vae import Architecture
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    write_synthetic_dataset(out, n=96, box=16, apix=6.0, snr=1.0, seed=2, grid=2)
+    return out
+
+
+def _data(path):
+    p = read_particles(path / "particles.star")
+    m = p.meta
+    return TrainingData(p.images, np.arange(len(p)), m.rotations, m.shifts_px, m.ctf, m.box, m.apix, {"particles": str(path)})
+
+
+ARCH = dict(box=16, zdim=2, enc_dim=24, enc_layers=1, dec_dim=24, dec_layers=1)
+
+
+def test_resume_after_kill_reaches_the_uninterrupted_result(dataset, tmp_path):
+    settings = TrainSettings(epochs=3, batch_size=8, lr=1e-3, seed=5)
+    full = train_vae(_data(dataset), Architecture(**ARCH), settings, tmp_path / "full", show_progress=False)
+
+    def kill(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_vae(_data(dataset), Architecture(**ARCH), settings, tmp_path / "killed", show_progress=False, after_epoch=kill)
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed = train_vae(_data(dataset), Architecture(**ARCH), settings, tmp_path / "killed", resume=True, show_progress=False)
+    for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    with h5py.File(tmp_path / "full" / "latents.h5") as f1, h5py.File(tmp_path / "killed" / "latents.h5") as f2:
+        np.testing.assert_array_equal(f1["z_mu"][()], f2["z_mu"][()])
+        assert f1["z_mu"].shape == (96, 2) and f1["z_logvar"].shape == (96, 2)
+        np.testing.assert_array_equal(f1["indices"][()], np.arange(96))
+    lines = (tmp_path / "full" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    config = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert config["training"]["beta"] == 0.5 and config["normalization"]["std"] > 0
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+    real_loss = training._loss
+    calls = {"n": 0}
+
+    def poisoned(*args):
+        calls["n"] += 1
+        out = real_loss(*args)
+        return (out[0] * float("nan"),) + out[1:] if calls["n"] > 12 else out  # 12 batches = epoch 1
+
+    monkeypatch.setattr(training, "_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2.*checkpoint.pt \(epoch 1\)"):
+        train_vae(_data(dataset), Architecture(**ARCH), TrainSettings(epochs=3, batch_size=8), tmp_path / "run", show_progress=False)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_train_vae_and_eval_vol_commands(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train-vae", str(dataset / "particles.star"), "-o", str(run), "--zdim", "2", "-n", "1", "-b", "8",
+            "--enc-dim", "16", "--dec-dim", "16", "--enc-layers", "1", "--dec-layers", "1"]
+    assert main(args) == 0
+    assert main(args) == 2  # refuses to overwrite a trained run
+    assert "--resume" in capsys.readouterr().err
+    trained = load_run(run)
+    assert trained.z_mu.shape == (96, 2) and trained.apix == 6.0
+
+    assert main(["eval-vol", str(run), "-z", "0", "0", "1", "-1", "-o", str(tmp_path / "vols"), "-D", "8"]) == 0
+    vol, apix = read_volume(tmp_path / "vols" / "vol_001.mrc")
+    assert vol.shape == (8, 8, 8) and apix == pytest.approx(12.0)
+    np.testing.assert_allclose(vol, trained.volume([1, -1], box=8), atol=1e-6)
+    assert not (tmp_path / "vols" / "vol_002.mrc").exists()
+    assert main(["eval-vol", str(run), "-z", "0", "0", "1", "-o", str(tmp_path / "bad")]) == 2
