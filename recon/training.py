@@ -51,6 +51,8 @@ class TrainSettings:
     seed: int = 0  # [--seed]
     invert: bool = True  # [--uninvert-data sets False]
     weight_decay: float = 0.0  # [--wd]
+    amp: bool | None = None  # [--amp/--no-amp] bf16 autocast; default: on for GPU, off for CPU
+    compile: bool = False  # [--compile] torch.compile the networks (GPU)
 
 
 @dataclass
@@ -117,11 +119,21 @@ class Batch:
         self.encoder_input = self.target if self.ctf is None else self.target * torch.sign(self.ctf)
 
 
-def _loss(model: HetVAE, batch: Batch, beta: float, generator: torch.Generator):
-    mu, logvar = model.encode(batch.encoder_input)
-    noise = torch.randn(mu.shape, generator=generator, device=mu.device)
-    z = mu + torch.exp(0.5 * logvar) * noise
-    pred = model.decode_slices(batch.rotations, z)
+def _networks(model: HetVAE, encoder_input, rotations, noise, amp: bool):
+    """Encoder and decoder passes: ``(mu, logvar, predicted slices)`` in float32;
+    the networks run in bf16 under ``amp``."""
+    with torch.autocast(model.coords.device.type, dtype=torch.bfloat16, enabled=amp):
+        mu, logvar = model.encode(encoder_input)
+        mu, logvar = mu.float(), logvar.float()
+        z = mu + torch.exp(0.5 * logvar) * noise
+        pred = model.decode_slices(rotations, z).float()
+    return mu, logvar, pred
+
+
+def _loss(model: HetVAE, batch: Batch, beta: float, generator: torch.Generator, networks=_networks, amp: bool = False):
+    """Loss = MSE on the masked lattice + beta * KL / M."""
+    noise = torch.randn(len(batch.target), model.arch.zdim, generator=generator, device=batch.target.device)
+    mu, logvar, pred = networks(model, batch.encoder_input, batch.rotations, noise, amp)
     if batch.ctf is not None:
         pred = pred * batch.ctf
     mse = (pred - batch.target).pow(2).mean()
@@ -164,7 +176,7 @@ def _check_resumable(old: dict, new: dict, path: Path) -> None:
     for key in ("architecture", "data"):
         if old[key] != new[key]:
             raise InputError(path, f"the {key} differs from the run being resumed", "resume with the original settings, or start a new run")
-    for key in ("batch_size", "lr", "beta", "seed", "invert", "weight_decay"):
+    for key in ("batch_size", "lr", "beta", "seed", "invert", "weight_decay", "amp"):
         if old["training"][key] != new["training"][key]:
             raise InputError(path, f"training setting {key} differs from the run being resumed", "resume with the original settings")
 
@@ -187,6 +199,7 @@ def train_vae(
     run.mkdir(parents=True, exist_ok=True)
     device = _device()
     beta = settings.beta if settings.beta is not None else 1.0 / arch.zdim
+    amp = settings.amp if settings.amp is not None else device.type == "cuda"
 
     if resume:
         config = json.loads((run / CONFIG).read_text())
@@ -216,6 +229,7 @@ def train_vae(
         start_epoch = int(ckpt["epoch"]) + 1
         log.info("resuming %s after epoch %d", run, start_epoch - 1)
 
+    networks = torch.compile(_networks, dynamic=True) if settings.compile else _networks
     for epoch in range(start_epoch, settings.epochs + 1):
         model.train()
         order = np.random.default_rng([settings.seed, epoch]).permutation(n)
@@ -224,7 +238,7 @@ def train_vae(
         bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="img", disable=not show_progress, mininterval=1.0)
         for b, (pos, images) in enumerate(_Batches(data, order, settings.batch_size)):
             batch = Batch(model, data, pos, images, scale, settings.invert)
-            loss, mse, kld, mu, logvar = _loss(model, batch, beta, generator)
+            loss, mse, kld, mu, logvar = _loss(model, batch, beta, generator, networks, amp)
             if not torch.isfinite(loss):
                 last = f"{run / CHECKPOINT} (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
                 raise TrainingDiverged(

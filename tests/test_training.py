@@ -62,9 +62,9 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(dataset, tmp_path, 
     real_loss = training._loss
     calls = {"n": 0}
 
-    def poisoned(*args):
+    def poisoned(*args, **kwargs):
         calls["n"] += 1
-        out = real_loss(*args)
+        out = real_loss(*args, **kwargs)
         return (out[0] * float("nan"),) + out[1:] if calls["n"] > 12 else out  # 12 batches = epoch 1
 
     monkeypatch.setattr(training, "_loss", poisoned)

@@ -28,6 +28,9 @@ COMMANDS = {
     "fsc": "fsc",
     "train-vae": "train_vae",
     "eval-vol": "eval_vol",
+    "analyze": "analyze",
+    "traverse": "traverse",
+    "select": "select",
 }
 
 

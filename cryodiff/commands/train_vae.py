@@ -11,6 +11,7 @@ RUN/config.json records every setting and the data normalisation.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -45,6 +46,13 @@ def add_args(parser):
     parser.add_argument("--lazy", action="store_true", help="read images from disk per batch instead of loading them into memory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --outdir from its last checkpoint")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 mixed precision for the networks (default: on with a GPU, off on CPU)",
+    )
+    parser.add_argument("--compile", action="store_true", help="compile the networks with torch.compile (worth it on a GPU)")
 
 
 def run(args) -> None:
@@ -85,7 +93,7 @@ def run(args) -> None:
     )
     settings = TrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
-        invert=args.invert, weight_decay=args.wd,
+        invert=args.invert, weight_decay=args.wd, amp=args.amp, compile=args.compile,
     )
     log.info("training on %d particles (box %d, %.4g Å/px), zdim %d, %d epochs -> %s", len(indices), data.box, data.apix, args.zdim, args.epochs, out)
     try:
