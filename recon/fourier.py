@@ -102,6 +102,26 @@ def circular_mask(box: int, radius: float | None = None, device=None) -> torch.T
     return (coords.pow(2).sum(-1) <= radius**2).reshape(box + 1, box + 1)
 
 
+def training_mask(box: int, device=None) -> torch.Tensor:
+    """Flat ``[(box+1)²]`` mask of the lattice points the VAE uses: the
+    Nyquist disc without the DC term (as cryoDRGN). The kept points, in
+    row-major order, are centrosymmetric: entry ``i`` sits at ``-k`` of entry
+    ``M-1-i``."""
+    mask = circular_mask(box, device=device).flatten()
+    mask[(box + 1) ** 2 // 2] = False
+    return mask
+
+
+def soft_window(box: int, inner: float = 0.85, outer: float = 0.99, device=None) -> torch.Tensor:
+    """``[box, box]`` real-space window: 1 inside ``inner`` and 0 outside
+    ``outer`` (fractions of the half box, measured from the centre pixel
+    ``box // 2``), falling linearly between them. Applied to particle images
+    before the Fourier transform, it suppresses the box edges (cryoDRGN's
+    default preprocessing)."""
+    r = frequency_grid(box, device=device).norm(dim=-1) * 2  # fraction of the half box
+    return ((outer - r) / (outer - inner)).clamp(0.0, 1.0)
+
+
 def phase_shift(f: torch.Tensor, freqs: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
     """Translate objects by ``shifts_px`` by multiplying their Fourier transform.
 

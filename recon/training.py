@@ -50,8 +50,9 @@ class TrainSettings:
     beta: float | None = None  # [--beta] KL weight; default 1/zdim
     seed: int = 0  # [--seed]
     invert: bool = True  # [--uninvert-data sets False]
+    window: bool = True  # [--no-window sets False] soft circular window on images
     weight_decay: float = 0.0  # [--wd]
-    amp: bool | None = None  # [--amp/--no-amp] bf16 autocast; default: on for GPU, off for CPU
+    amp: bool | None = None  # [--amp/--no-amp] bf16 autocast; default: where bf16 is native (see default_amp)
     compile: bool = False  # [--compile] torch.compile the networks (GPU)
 
 
@@ -76,6 +77,18 @@ class TrainingData:
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_amp(device: torch.device) -> bool:
+    """Use bf16 autocast on GPUs and on CPUs with native bf16 matrix
+    instructions (AVX512-BF16 or AMX), where it is about twice as fast as
+    float32 (benchmarks/vae_throughput.py) at the same accuracy
+    (benchmarks/accuracy.py). torch exposes the CPU check only privately, so a
+    torch without it counts as "not native"."""
+    if device.type == "cuda":
+        return True
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 class _Batches:
@@ -107,10 +120,10 @@ class _Batches:
 class Batch:
     """One batch moved to the device and turned into the model's inputs."""
 
-    def __init__(self, model: HetVAE, data: TrainingData, pos: np.ndarray, images: torch.Tensor, scale: float, invert: bool):
+    def __init__(self, model: HetVAE, data: TrainingData, pos: np.ndarray, images: torch.Tensor, scale: float, invert: bool, window: bool):
         dev = model.coords.device
         shifts = torch.as_tensor(data.shifts_px[pos], dtype=torch.float32, device=dev)
-        self.target = masked(hartley_images(images.to(dev), shifts, invert=invert)) / scale
+        self.target = masked(hartley_images(images.to(dev), shifts, invert=invert, window=window)) / scale
         self.rotations = torch.as_tensor(data.rotations[pos], dtype=torch.float32, device=dev)
         self.ctf = None
         if data.ctf is not None:
@@ -176,8 +189,10 @@ def _check_resumable(old: dict, new: dict, path: Path) -> None:
     for key in ("architecture", "data"):
         if old[key] != new[key]:
             raise InputError(path, f"the {key} differs from the run being resumed", "resume with the original settings, or start a new run")
-    for key in ("batch_size", "lr", "beta", "seed", "invert", "weight_decay", "amp"):
-        if old["training"][key] != new["training"][key]:
+    if "imported_from" in old:
+        raise InputError(path, "this run was imported without its optimiser state and cannot be resumed", "train a new run from the particles instead")
+    for key in ("batch_size", "lr", "beta", "seed", "invert", "window", "weight_decay", "amp"):
+        if old["training"].get(key) != new["training"][key]:
             raise InputError(path, f"training setting {key} differs from the run being resumed", "resume with the original settings")
 
 
@@ -199,14 +214,14 @@ def train_vae(
     run.mkdir(parents=True, exist_ok=True)
     device = _device()
     beta = settings.beta if settings.beta is not None else 1.0 / arch.zdim
-    amp = settings.amp if settings.amp is not None else device.type == "cuda"
+    amp = settings.amp if settings.amp is not None else default_amp(device)
 
     if resume:
         config = json.loads((run / CONFIG).read_text())
         scale = config["normalization"]["std"]
         _check_resumable(config, _config(arch, settings, data, scale), run / CONFIG)
     else:
-        scale = estimate_scale(data.images, invert=settings.invert, seed=settings.seed) if len(data.indices) else 1.0
+        scale = estimate_scale(data.images, invert=settings.invert, window=settings.window, seed=settings.seed) if len(data.indices) else 1.0
         config = _config(arch, settings, data, scale)
         with atomic_target(run / CONFIG) as tmp:
             tmp.write_text(json.dumps(config, indent=2))
@@ -237,7 +252,7 @@ def train_vae(
         tic = time.perf_counter()
         bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="img", disable=not show_progress, mininterval=1.0)
         for b, (pos, images) in enumerate(_Batches(data, order, settings.batch_size)):
-            batch = Batch(model, data, pos, images, scale, settings.invert)
+            batch = Batch(model, data, pos, images, scale, settings.invert, settings.window)
             loss, mse, kld, mu, logvar = _loss(model, batch, beta, generator, networks, amp)
             if not torch.isfinite(loss):
                 last = f"{run / CHECKPOINT} (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
@@ -262,19 +277,19 @@ def train_vae(
         if after_epoch is not None:
             after_epoch(epoch)
 
-    write_latents(run, *encode_all(model, data, scale, settings.invert, settings.batch_size * 8), data.indices)
+    write_latents(run, *encode_all(model, data, scale, settings.invert, settings.window, settings.batch_size * 8), data.indices)
     return model
 
 
 @torch.no_grad()
-def encode_all(model: HetVAE, data: TrainingData, scale: float, invert: bool, batch_size: int = 256):
+def encode_all(model: HetVAE, data: TrainingData, scale: float, invert: bool, window: bool = True, batch_size: int = 256):
     """Posterior means and log-variances ``[N, zdim]`` of every particle (eval mode)."""
     model.eval()
     n = len(data.indices)
     mu = np.zeros((n, model.arch.zdim), np.float32)
     logvar = np.zeros_like(mu)
     for pos, images in _Batches(data, np.arange(n), batch_size):
-        batch = Batch(model, data, pos, images, scale, invert)
+        batch = Batch(model, data, pos, images, scale, invert, window)
         m, lv = model.encode(batch.encoder_input)
         mu[pos], logvar[pos] = m.cpu().numpy(), lv.cpu().numpy()
     return mu, logvar

@@ -5,10 +5,10 @@ Units and conventions
 ---------------------
 * Images enter as centred Hartley transforms on the symmetrised ``(D+1)²``
   lattice (:mod:`recon.preprocess`), divided by one global standard deviation.
-  Only the disc of radius ``D/2`` (Nyquist), flattened in row-major ``[y, x]``
-  order, is used: ``M`` values per image. That ordering is centrosymmetric
-  (entry ``i`` sits at ``-k`` of entry ``M-1-i``), which the decoder uses to
-  evaluate only half of each slice.
+  Only the disc of radius ``D/2`` (Nyquist) without the DC term, flattened in
+  row-major ``[y, x]`` order, is used: ``M`` values per image (cryoDRGN's
+  mask). That ordering is centrosymmetric (entry ``i`` sits at ``-k`` of
+  entry ``M-1-i``), which the decoder uses to evaluate only half of each slice.
 * Frequencies are ``(kx, ky, kz)`` in cycles/pixel; the central slice of a
   particle with rotation ``R`` (cryoDRGN convention) is at ``k @ R`` for the
   in-plane row vectors ``k = (kx, ky, 0)``.
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recon.fourier import circular_mask, ihartley_centered, lattice_coords
+from recon.fourier import ihartley_centered, lattice_coords, training_mask
 from recon.networks import ResidLinearMLP
 from recon.positional import PositionalEncoding
 
@@ -86,7 +86,7 @@ class HetVAE(nn.Module):
     def __init__(self, arch: Architecture):
         super().__init__()
         self.arch = arch
-        mask = circular_mask(arch.box).flatten()
+        mask = training_mask(arch.box)
         self.register_buffer("mask", mask, persistent=False)
         self.register_buffer("coords", lattice_coords(arch.box)[mask], persistent=False)  # [M, 3]
         n = int(mask.sum())
@@ -95,7 +95,7 @@ class HetVAE(nn.Module):
 
     @property
     def n_pixels(self) -> int:
-        """``M``: lattice points inside the Nyquist disc."""
+        """``M``: lattice points in the training mask (Nyquist disc without DC)."""
         return self.coords.shape[0]
 
     def encode(self, hartley: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,11 +103,12 @@ class HetVAE(nn.Module):
         return out[:, : self.arch.zdim], out[:, self.arch.zdim :]
 
     def decode_slices(self, rotations: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        half = self.n_pixels // 2  # entries 0..half (centre included) are evaluated
-        coords = self.coords[: half + 1] @ rotations  # [B, half+1, 3]
+        n = self.n_pixels
+        evaluated = (n + 1) // 2  # the first half of the centrosymmetric list
+        coords = self.coords[:evaluated] @ rotations  # [B, evaluated, 3]
         f = self.decoder(coords, z)
         top = f[..., 0] - f[..., 1]
-        bottom = (f[..., 0] + f[..., 1])[:, :half].flip(-1)  # H(-k) = Re + Im
+        bottom = (f[..., 0] + f[..., 1])[:, : n - evaluated].flip(-1)  # H(-k) = Re + Im
         return torch.cat([top, bottom], dim=-1)
 
     @torch.no_grad()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from recon.fourier import circular_mask, hartley_centered, symmetrize_hartley
+from recon.fourier import hartley_centered, symmetrize_hartley, training_mask
 from recon.networks import ResidLinearMLP
 from recon.positional import PE_TYPES, PositionalEncoding
 from recon.vae import Architecture, HetVAE, kl_divergence
@@ -50,7 +50,7 @@ def test_volume_central_section_is_the_decoded_slice(model):
     vol = torch.as_tensor(model.volume(z), dtype=torch.float64)
     assert vol.shape == (16, 16, 16)
     plane = hartley_centered(vol, 3)[8]  # kz = 0
-    lattice = symmetrize_hartley(plane).flatten()[circular_mask(16).flatten()]
+    lattice = symmetrize_hartley(plane).flatten()[training_mask(16)]
     slice_ = model.decode_slices(torch.eye(3)[None], z[None])[0].double()
     # The +Nyquist row/column of the lattice repeats -Nyquist (one DFT frequency), where
     # the decoder's Hermitian pair differs: compare everywhere else.

@@ -28,6 +28,7 @@ COMMANDS = {
     "fsc": "fsc",
     "train-vae": "train_vae",
     "eval-vol": "eval_vol",
+    "import-cryodrgn": "import_cryodrgn",
     "analyze": "analyze",
     "traverse": "traverse",
     "select": "select",

@@ -1,11 +1,16 @@
 """Run the whole pipeline on built-in synthetic data.
 
-Simulates a heterogeneous data set with known ground truth, then reconstructs
-it twice by backprojection: all particles together (the "consensus", blurred
-by the heterogeneity) and only the particles of the most populated true state
-with the subunit bound. Both are compared with the ground-truth map by FSC, to
-show why heterogeneity analysis is needed. Everything lands in OUTDIR; the
-last lines say where to look.
+1. Simulates a heterogeneous data set with known ground truth (a domain that
+   swings along a tri-modal state coordinate, a subunit in 40 % of particles).
+2. Reconstructs it by backprojection twice: all particles together (the
+   "consensus", blurred by the heterogeneity) and only the particles of one
+   true class, each compared with the ground truth by FSC.
+3. Trains the heterogeneous VAE on the particles, and reports how well its
+   latent space recovers the true state and subunit occupancy.
+4. Analyses the latent space (PCA, UMAP, k-means, volumes, plots).
+
+Everything lands in OUTDIR; the last lines say where to look. About 5
+minutes on a 2-core CPU with the defaults.
 """
 
 from __future__ import annotations
@@ -24,12 +29,17 @@ log = logging.getLogger("cryodiff.demo")
 def add_args(parser):
     parser.add_argument("outdir", help="output folder (created)")
     parser.add_argument("-n", type=int, default=3000, help="number of particles (default: %(default)s)")
-    parser.add_argument("-D", "--box", type=int, default=64, help="box size in pixels (default: %(default)s)")
+    parser.add_argument("-D", "--box", type=int, default=32, help="box size in pixels (default: %(default)s)")
+    parser.add_argument("--snr", type=float, default=0.3, help="signal-to-noise ratio (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=8, help="VAE training epochs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
 
 def run(args) -> None:
+    from cryodiff.cli.main import main
     from cryodiff.plots import plot_central_sections, plot_fsc, plot_particles
+    from recon.evaluation import state_r2, subunit_accuracy
+    from recon.run import load_run
     from recon.backproject import backproject
     from recon.fsc import fsc, resolution
     from recon.io import read_particles, read_volume, write_volume
@@ -38,12 +48,13 @@ def run(args) -> None:
 
     out = Path(args.outdir)
     data = out / "data"
+    apix = 3.0 * 64 / args.box  # the molecule spans the same 192 Å box at any size
     with progress_bar(args.n, "simulate") as bar:
-        write_synthetic_dataset(data, n=args.n, box=args.box, seed=args.seed, progress=bar.update)
+        write_synthetic_dataset(data, n=args.n, box=args.box, apix=apix, snr=args.snr, seed=args.seed, progress=bar.update)
     truth = read_truth(data / "truth.h5")
     particles = read_particles(data / "particles.star")
     meta = particles.meta
-    plot_particles(particles.images[:12], out / "particles.png", "simulated particles (SNR 0.1)")
+    plot_particles(particles.images[:12], out / "particles.png", f"simulated particles (SNR {args.snr:g})")
 
     # The most populated state mode, with the subunit bound.
     mode = max(STATE_MODES, key=lambda m: m[2])[0]
@@ -70,4 +81,17 @@ def run(args) -> None:
         )
     plot_fsc(freqs, curves, meta.apix, out / "fsc.png")
     plot_central_sections(maps, out / "sections.png")
-    log.info("done. Look at %s/particles.png, %s/sections.png and %s/fsc.png; maps are in %s", out, out, out, out)
+
+    vae = out / "vae"
+    train = ["train-vae", str(data / "particles.star"), "-o", str(vae), "--zdim", "8", "-n", str(args.epochs),
+             "--enc-dim", "256", "--dec-dim", "256", "-b", "32", "--lr", "1e-3", "--seed", str(args.seed)]
+    if main(train) or main(["analyze", str(vae), "--ksample", "12"]):
+        raise RuntimeError("the demo's own training or analysis failed; see the messages above")
+    z = load_run(vae).z_mu
+    log.info(
+        "VAE latents vs ground truth: state R² %.2f, subunit accuracy %.3f (cross-validated kNN)",
+        state_r2(z, truth["state"]),
+        subunit_accuracy(z, truth["subunit"]),
+    )
+    log.info("done. Look at %s/particles.png, sections.png and fsc.png (backprojection),", out)
+    log.info("and %s (the latent landscape, its clusters and their volumes).", vae / "analyze" / "summary.html")

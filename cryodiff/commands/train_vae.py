@@ -50,7 +50,7 @@ def add_args(parser):
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="bfloat16 mixed precision for the networks (default: on with a GPU, off on CPU)",
+        help="bfloat16 mixed precision for the networks (default: on with a GPU or a CPU with native bf16, e.g. AVX512-BF16)",
     )
     parser.add_argument("--compile", action="store_true", help="compile the networks with torch.compile (worth it on a GPU)")
 
