@@ -217,6 +217,8 @@ def train_vae(
     amp = settings.amp if settings.amp is not None else default_amp(device)
 
     if resume:
+        if not (run / CONFIG).is_file() or not (run / CHECKPOINT).is_file():
+            raise InputError(run, "there is no run to resume here (config.json or checkpoint.pt missing)", "drop --resume to start a new run")
         config = json.loads((run / CONFIG).read_text())
         scale = config["normalization"]["std"]
         _check_resumable(config, _config(arch, settings, data, scale), run / CONFIG)

@@ -30,8 +30,8 @@ def add_args(parser):
     parser.add_argument("outdir", help="output folder (created)")
     parser.add_argument("-n", type=int, default=3000, help="number of particles (default: %(default)s)")
     parser.add_argument("-D", "--box", type=int, default=32, help="box size in pixels (default: %(default)s)")
-    parser.add_argument("--snr", type=float, default=0.3, help="signal-to-noise ratio (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=8, help="VAE training epochs (default: %(default)s)")
+    parser.add_argument("--snr", type=float, default=0.5, help="signal-to-noise ratio (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="VAE training epochs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
 
