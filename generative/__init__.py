@@ -6,6 +6,9 @@ Denoiser contract: ``denoise(x, sigma) -> x0_hat`` with ``x = x0 + sigma * eps``
 """
 
 from .adapters import from_eps, from_v, from_velocity, guided
+from .cld import (CLD, VelocityScore, cld_pf_ode_drift, cld_times, cld_training_times,
+                  gaussian_velocity_score, hsm_loss, mixture_velocity_score,
+                  sample_cld_euler_maruyama, sample_cld_pf_ode, sample_sscs)
 from .flow import flow_matching_loss, logit_normal_times
 from .genie import GenieHead, eps_and_derivative, genie_distillation_loss
 from .likelihood import encode, log_likelihood
@@ -28,4 +31,8 @@ __all__ = [
     "karras_sigmas", "log_likelihood", "logit_normal_times", "lognormal_sigmas",
     "loguniform_sigmas", "mmd", "resolution_shift", "sample", "vp_sigma", "vp_sigmas",
     "vp_time", "vp_training_sigmas",
+    # critically damped Langevin diffusion (state (x, v); see generative.cld)
+    "CLD", "VelocityScore", "cld_pf_ode_drift", "cld_times", "cld_training_times",
+    "gaussian_velocity_score", "hsm_loss", "mixture_velocity_score", "sample_cld_euler_maruyama",
+    "sample_cld_pf_ode", "sample_sscs",
 ]

@@ -32,6 +32,8 @@ COMMANDS = {
     "analyze": "analyze",
     "traverse": "traverse",
     "select": "select",
+    "train-prior": "train_prior",
+    "sample": "sample",
 }
 
 

@@ -1,0 +1,365 @@
+"""A diffusion prior over the particle latents of a VAE run (Kreis et al. 2022).
+
+A VAE's N(0, I) prior does not follow the distribution of the particle latents
+``z_mu``; a diffusion model trained on those latents does. The prior
+
+* standardises the latents per dimension, ``u = (z - mean) / std``, so that the
+  EDM preconditioning can use ``sigma_data = 1``;
+* trains the engine's :class:`generative.ResidualMLP` inside
+  :class:`generative.Preconditioned` (EDM) with the engine's
+  :class:`generative.Trainer` (Adam, EMA, gradient clipping, atomic
+  checkpoints, exact resume, JSON-lines log);
+* samples with the engine's PF-ODE solvers on a Karras grid and maps the
+  result back to the original latent units ``z = mean + std * u``;
+* gives ``log p(z)`` in the original units through the PF-ODE likelihood of
+  the engine plus the log-determinant of the standardisation,
+  ``log p(z) = log p_u(u) - sum_d log std_d``.
+
+A prior directory (``train_prior(..., out_dir)``) holds
+
+    prior.json      format, zdim, number of latents, mean and std (original
+                    units), network and training settings, steps done
+    prior.pt        EMA weights of the denoiser (``torch.load(weights_only=True)``)
+    checkpoint.pt   trainer state (model, EMA, optimiser, step) for --resume
+    log.jsonl       one line per ``log_every`` steps: step, loss, grad_norm, lr, seconds
+
+Default training length (:func:`default_steps`) grows with the square root of
+zdim and the logarithm of the number of latents N::
+
+    steps = clip(2000 * sqrt(zdim) * (1 + log10(N / 1000)), 4000, 40000)
+
+so 1k latents of zdim 8 train for 5,656 steps and 1M latents of zdim 64 for
+40,000 (each step one batch of 512; on a CPU core a step of the default
+network takes about 2-6 ms). The network widens with zdim (:func:`default_network`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generative.likelihood import log_likelihood
+from generative.losses import denoising_loss, edm_weight, lognormal_sigmas
+from generative.networks import ResidualMLP
+from generative.preconditioning import Preconditioned, edm
+from generative.samplers import sample
+from generative.schedules import karras_sigmas
+from generative.trainer import Trainer
+from recon.errors import InputError
+from recon.io.mrc import atomic_target
+
+SETTINGS, WEIGHTS, CHECKPOINT, LOG = "prior.json", "prior.pt", "checkpoint.pt", "log.jsonl"
+FORMAT = "cryodiff-prior"
+#: PF-ODE solvers offered for sampling, with their default number of steps
+#: (about 20-35 denoiser evaluations each; see docs/prior.md for error vs steps).
+SOLVER_STEPS = {"heun": 18, "dpmpp_2m": 25, "euler": 50, "ddim": 50, "genie": 12}
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0  # Karras grid ends, in standardised units
+MIN_LATENTS = 10
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    """Network and training settings of a prior (all stored in ``prior.json``).
+
+    ``hidden``/``depth``/``embed_dim``: the ResidualMLP; ``steps``: optimiser
+    steps; ``batch_size``: latents per step (drawn with replacement);
+    ``lr``: Adam learning rate; ``ema_decay``: EMA factor per step;
+    ``p_mean``/``p_std``: EDM log-normal training noise levels (standardised
+    units); ``seed``: network initialisation and per-step batches and noise.
+    """
+
+    hidden: int
+    depth: int
+    embed_dim: int
+    steps: int
+    batch_size: int
+    lr: float
+    ema_decay: float
+    p_mean: float
+    p_std: float
+    seed: int
+
+
+def default_steps(n: int, zdim: int) -> int:
+    """Optimiser steps for ``n`` latents of dimension ``zdim`` (see the module docstring)."""
+    steps = 2000 * math.sqrt(zdim) * (1 + math.log10(max(n, 1000) / 1000))
+    return int(min(max(steps, 4000), 40000))
+
+
+def default_network(zdim: int) -> tuple[int, int, int]:
+    """``(hidden, depth, embed_dim)``: 128 wide up to zdim 8, 256 up to 32, 512 beyond; 4 blocks."""
+    hidden = 128 if zdim <= 8 else 256 if zdim <= 32 else 512
+    return hidden, 4, 64
+
+
+def default_settings(n: int, zdim: int, *, steps: int | None = None, batch_size: int = 512,
+                     lr: float = 1e-3, seed: int = 0) -> PriorSettings:
+    """Settings for ``n`` latents of dimension ``zdim``; the EMA averages the last ~10% of the steps."""
+    steps = default_steps(n, zdim) if steps is None else steps
+    hidden, depth, embed_dim = default_network(zdim)
+    ema_decay = min(max(1 - 10 / steps, 0.99), 0.9999)
+    return PriorSettings(hidden, depth, embed_dim, steps, batch_size, lr, ema_decay, -1.2, 1.2, seed)
+
+
+# ----------------------------------------------------------------------------- reading latents
+
+def _read_h5(path: Path) -> np.ndarray:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            if "z_mu" not in h5:
+                raise InputError(path, f"no z_mu dataset (found: {', '.join(sorted(h5)) or 'nothing'})", "give an .h5 with the latents in z_mu, e.g. a cryodiff run's latents.h5")
+            return h5["z_mu"][()]
+    except OSError as err:
+        raise InputError(path, f"cannot read HDF5 ({err})", "give an intact .h5 file") from None
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise InputError(path, f"cannot read .npy ({err})", "save the latents with numpy.save as a plain [N, zdim] array") from None
+
+
+def _read_pkl(path: Path) -> np.ndarray:
+    from recon.io.cryodrgn_run import load_pickles_safely
+
+    values = load_pickles_safely(path)
+    if not values:
+        raise InputError(path, "the pickle is empty", "give cryoDRGN's z.N.pkl")
+    return values[0]
+
+
+def _check_latents(path: Path, z) -> np.ndarray:
+    """``z`` as float32 ``[N, zdim]`` (a 1-D array is zdim 1), or an InputError naming ``path``."""
+    try:
+        z = np.asarray(z, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError(path, f"the latents are not a numeric array ({type(z).__name__})", "give an [N, zdim] array of numbers") from None
+    if z.ndim == 1:
+        z = z[:, None]
+    if z.ndim != 2 or z.shape[1] < 1:
+        raise InputError(path, f"the latents have shape {z.shape}", "give an [N, zdim] array, one latent per row")
+    if len(z) < MIN_LATENTS:
+        raise InputError(path, f"only {len(z)} latents", f"give at least {MIN_LATENTS} (a prior needs many particles)")
+    if not np.isfinite(z).all():
+        raise InputError(path, "the latents contain NaN or infinity", "remove the bad rows or retrain the VAE")
+    return z
+
+
+def read_latents(source: str | Path) -> np.ndarray:
+    """Particle latents ``[N, zdim]`` (float32, original units) from ``source``.
+
+    ``source`` is a cryodiff run directory (its ``latents.h5``), an ``.h5``
+    with a ``z_mu`` dataset (e.g. ``latents.h5``), a cryoDRGN ``z.N.pkl``
+    (read with the numpy-only unpickler; its first array is ``z_mu``) or an
+    ``.npy`` array.
+    """
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "latents.h5").is_file():
+            raise InputError(path, "no latents.h5 in this directory", "give a finished cryodiff run (train-vae or import-cryodrgn), or a latents file")
+        path = path / "latents.h5"
+    elif not path.is_file():
+        raise InputError(path, "file not found", "check the path of the latents")
+    readers = {".h5": _read_h5, ".hdf5": _read_h5, ".npy": _read_npy, ".pkl": _read_pkl}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise InputError(path, f"unknown latents format {path.suffix!r}", "give a run directory, latents.h5, cryoDRGN z.pkl or .npy")
+    return _check_latents(path, reader(path))
+
+
+# ----------------------------------------------------------------------------- the model
+
+def build_denoiser(zdim: int, settings: PriorSettings) -> Preconditioned:
+    """The EDM denoiser ``D(u [N, zdim], sigma [N]) -> [N, zdim]`` in standardised units (sigma_data 1)."""
+    return Preconditioned(ResidualMLP(zdim, settings.hidden, settings.depth, settings.embed_dim), edm(1.0))
+
+
+def standardisation(z: np.ndarray, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension ``(mean [zdim], std [zdim])`` of ``z [N, zdim]`` (float64); refuses constant dimensions of ``path``."""
+    z = np.asarray(z, dtype=np.float64)
+    mean, std = z.mean(0), z.std(0)
+    flat = np.flatnonzero(~(std > 1e-8 * np.maximum(1.0, np.abs(mean))))
+    if len(flat):
+        raise InputError(path, f"latent dimension(s) {flat.tolist()} are constant", "drop those columns; a prior needs spread in every dimension")
+    return mean, std
+
+
+@dataclass
+class Prior:
+    """A trained diffusion prior.
+
+    ``denoiser(u [N, zdim], sigma [N]) -> [N, zdim]`` works in standardised
+    units ``u = (z - mean) / std`` (the EMA weights, eval mode, CPU);
+    ``mean`` and ``std`` (``[zdim]``, float64) are in the original latent units.
+    """
+
+    denoiser: Preconditioned
+    mean: np.ndarray
+    std: np.ndarray
+    settings: PriorSettings
+    info: dict
+
+    @property
+    def zdim(self) -> int:
+        return len(self.mean)
+
+    def standardise(self, z) -> torch.Tensor:
+        """``(z - mean) / std`` as a float32 tensor ``[N, zdim]``."""
+        z = np.asarray(z, dtype=np.float64).reshape(-1, self.zdim)
+        return torch.from_numpy((z - self.mean) / self.std).float()
+
+    def destandardise(self, u: torch.Tensor) -> np.ndarray:
+        """``mean + std * u`` as float32 ``[N, zdim]`` in the original units."""
+        return (self.mean + self.std * u.double().numpy()).astype(np.float32)
+
+    def sample(self, n: int, solver: str = "heun", steps: int | None = None, seed: int = 0) -> np.ndarray:
+        """``n`` latents ``[n, zdim]`` (float32, original units) by the PF-ODE from N(0, 80^2 I).
+
+        ``solver`` is one of :data:`SOLVER_STEPS`; ``steps`` grid intervals
+        (default per solver, :data:`SOLVER_STEPS`) on the Karras grid
+        0.002..80 (rho 7) in standardised units. The same seed gives the same samples.
+        """
+        if solver not in SOLVER_STEPS:
+            raise InputError("--solver", f"unknown solver {solver!r}", f"use one of {', '.join(SOLVER_STEPS)}")
+        steps = SOLVER_STEPS[solver] if steps is None else steps
+        if steps < 1:
+            raise InputError("--steps", f"{steps} steps", "use 1 or more")
+        sigmas = karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX).float()
+        x_T = sigmas[0] * torch.randn(n, self.zdim, generator=torch.Generator().manual_seed(seed))
+        return self.destandardise(sample(self.denoiser, x_T, sigmas, solver))
+
+    def gaussian(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` draws of the VAE's own prior N(0, I) in the original latent units, ``[n, zdim]`` float32."""
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((n, self.zdim)).astype(np.float32)
+
+    def log_prob(self, z, steps: int = 64, hutchinson_probes: int | None = None, seed: int = 0,
+                 batch_size: int = 4096) -> np.ndarray:
+        """``log p(z)`` in nats (original units), ``[N]`` float64, for ``z [N, zdim]``.
+
+        The PF-ODE likelihood of the engine (Heun, ``steps`` intervals of the
+        Karras grid 0.002..80, exact divergence unless ``hutchinson_probes``)
+        in standardised units, minus ``sum log std``. It is the density of the
+        data smoothed by sigma 0.002 standardised units. The Heun error is
+        second order and biases ``log p`` upwards: on a 4-D three-component
+        mixture the mean over points is off by +0.95 nats at 16 steps, +0.21
+        at 32 and about +0.02 at 64 (docs/prior.md).
+        """
+        sigmas = karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX).flip(0)[1:].float()
+        u = self.standardise(z)
+        g = torch.Generator().manual_seed(seed)
+        parts = [log_likelihood(self.denoiser, chunk, sigmas, hutchinson_probes, g).double()
+                 for chunk in u.split(batch_size)]
+        return torch.cat(parts).numpy() - np.log(self.std).sum()
+
+
+def _write_json(path: Path, record: dict) -> None:
+    with atomic_target(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _record(zdim: int, n: int, mean, std, settings: PriorSettings, source: str | None, steps_done: int) -> dict:
+    return {"format": FORMAT, "version": 1, "zdim": zdim, "n_latents": n, "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std], "settings": asdict(settings), "source": source, "steps_done": steps_done}
+
+
+def _check_resume(out: Path, record: dict) -> None:
+    """Refuse to resume a prior trained on other latents or with another network/training setup."""
+    old = _read_settings(out / SETTINGS)
+    same_data = old["zdim"] == record["zdim"] and old["n_latents"] == record["n_latents"] and \
+        np.allclose(old["mean"], record["mean"]) and np.allclose(old["std"], record["std"])
+    if not same_data:
+        raise InputError(out, "the latents differ from those the prior was trained on", "resume with the original latents, or train a new prior")
+    for key, value in record["settings"].items():
+        if key not in ("steps", "ema_decay") and old["settings"][key] != value:
+            raise InputError(out, f"setting {key} differs from the prior being resumed ({old['settings'][key]} != {value})", "resume with the original settings")
+
+
+def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch_size: int = 512, lr: float = 1e-3,
+                seed: int = 0, resume: bool = False, source: str | None = None, progress: bool = False,
+                log_every: int = 100, checkpoint_every: int = 1000) -> Prior:
+    """Train (or resume) a diffusion prior on ``latents [N, zdim]`` (original units) into ``out_dir``.
+
+    ``steps`` defaults to :func:`default_steps`; with ``resume`` the trainer
+    state in ``out_dir/checkpoint.pt`` is loaded and training continues to
+    ``steps`` (a resumed run reaches the weights of an uninterrupted one).
+    ``source`` is recorded in ``prior.json``. Returns the trained prior (EMA weights).
+    """
+    where = Path(source or "latents")
+    z = _check_latents(where, latents)
+    out = Path(out_dir)
+    mean, std = standardisation(z, where)
+    settings = default_settings(len(z), z.shape[1], steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    record = _record(z.shape[1], len(z), mean, std, settings, source, 0)
+    if resume:
+        if not (out / CHECKPOINT).is_file() or not (out / SETTINGS).is_file():
+            raise InputError(out, "there is no prior to resume here (prior.json or checkpoint.pt missing)", "drop --resume to start a new prior")
+        _check_resume(out, record)
+    elif (out / SETTINGS).exists():
+        raise InputError(out, "already holds a prior", "use --resume to continue it, or another -o")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / SETTINGS, record)
+    trainer = _trainer(z, mean, std, settings, out, progress, log_every, checkpoint_every)
+    if resume:
+        trainer.load(str(out / CHECKPOINT))
+    trainer.fit(settings.steps)
+    with atomic_target(out / WEIGHTS) as tmp:
+        torch.save({"ema": trainer.ema.state_dict()}, tmp)
+    _write_json(out / SETTINGS, {**record, "steps_done": trainer.step})
+    return load_prior(out)
+
+
+def _trainer(z, mean, std, settings: PriorSettings, out: Path, progress: bool, log_every: int,
+             checkpoint_every: int) -> Trainer:
+    """The engine's Trainer on standardised latents with the EDM loss (sigma_data 1)."""
+    u = torch.from_numpy((z - mean) / std).float()
+    torch.manual_seed(settings.seed)
+    model = build_denoiser(z.shape[1], settings)
+    weight = edm_weight(1.0)
+
+    def batch_fn(step, g):
+        return u[torch.randint(len(u), (settings.batch_size,), generator=g)]
+
+    def loss_fn(model_, batch, g):
+        sigma = lognormal_sigmas(len(batch), settings.p_mean, settings.p_std, generator=g)
+        return denoising_loss(model_, batch, sigma, weight, generator=g)
+
+    return Trainer(model, loss_fn, batch_fn, lr=settings.lr, ema_decay=settings.ema_decay, grad_clip=1.0,
+                   seed=settings.seed, checkpoint_path=str(out / CHECKPOINT), checkpoint_every=checkpoint_every,
+                   log_path=str(out / LOG), log_every=log_every, progress=progress)
+
+
+def _read_settings(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot read the prior settings ({err})", "give a directory written by cryodiff train-prior") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise InputError(path, "not a cryodiff prior", "give a directory written by cryodiff train-prior")
+    return record
+
+
+def load_prior(path: str | Path) -> Prior:
+    """Load a prior directory written by :func:`train_prior` (or its ``prior.pt``) on the CPU."""
+    path = Path(path)
+    out = path.parent if path.is_file() else path
+    if not (out / SETTINGS).is_file():
+        raise InputError(out, f"not a cryodiff prior ({SETTINGS} missing)", "give the directory written by cryodiff train-prior")
+    record = _read_settings(out / SETTINGS)
+    if not (out / WEIGHTS).is_file():
+        raise InputError(out, f"{WEIGHTS} missing: training did not finish", "finish it with cryodiff train-prior --resume")
+    settings = PriorSettings(**record["settings"])
+    denoiser = build_denoiser(record["zdim"], settings)
+    state = torch.load(out / WEIGHTS, map_location="cpu", weights_only=True)
+    denoiser.load_state_dict(state["ema"])
+    denoiser.eval().requires_grad_(False)
+    return Prior(denoiser, np.asarray(record["mean"]), np.asarray(record["std"]), settings, record)
