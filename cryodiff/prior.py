@@ -236,6 +236,13 @@ class Prior:
         x_T = sigmas[0] * torch.randn(n, self.zdim, generator=torch.Generator().manual_seed(seed))
         return self.destandardise(sample(self.denoiser, x_T, sigmas, solver))
 
+    def interpolate(self, z_a, z_b, n: int, steps: int = 64) -> np.ndarray:
+        """``n`` latents ``[n, zdim]`` from ``z_a`` to ``z_b`` (original units) by slerp in the PF-ODE's
+        noise (:func:`cryodiff.paths.pf_ode_interpolation`, Heun with ``steps`` intervals each way)."""
+        from cryodiff.paths import pf_ode_interpolation
+
+        return pf_ode_interpolation(self, z_a, z_b, n, steps=steps)
+
     def gaussian(self, n: int, seed: int = 0) -> np.ndarray:
         """``n`` draws of the VAE's own prior N(0, I) in the original latent units, ``[n, zdim]`` float32."""
         rng = np.random.default_rng(seed)

@@ -22,10 +22,11 @@ from .samplers import SOLVERS, sample
 from .schedules import (flow_shift, flow_sigma, flow_sigmas, flow_time, karras_sigmas,
                         resolution_shift, vp_sigma, vp_sigmas, vp_time)
 from .trainer import Trainer
+from .unet import Labelled, UNet, drop_labels
 
 __all__ = [
     "SOLVERS", "FourierEmbedding", "GaussianMixture", "GenieHead", "Preconditioned", "ResidualMLP",
-    "Trainer", "denoising_loss", "edm_weight", "encode", "energy_distance", "eps_and_derivative",
+    "Trainer", "UNet", "Labelled", "drop_labels", "denoising_loss", "edm_weight", "encode", "energy_distance", "eps_and_derivative",
     "flow_matching_loss", "flow_shift", "flow_sigma", "flow_sigmas", "flow_time", "from_eps",
     "from_v", "from_velocity", "genie_distillation_loss", "guided", "inverse_variance_weight",
     "karras_sigmas", "log_likelihood", "logit_normal_times", "lognormal_sigmas",

@@ -32,11 +32,33 @@ def euler(denoise, x, sigmas):
     return x
 
 
-def ddim(denoise, x, sigmas):
-    """Deterministic DDIM: ``x' = D + (sigma'/sigma)(x - D)``; exact when D is constant along the step."""
+def ddim(denoise, x, sigmas, eta=0.0, generator=None):
+    """DDIM (Song et al. 2021) in VE coordinates; ``eta = 0`` is deterministic, ``eta = 1`` ancestral.
+
+    A step re-noises the denoised estimate ``D`` to ``sigma'`` with part of the noise
+    taken from the current ``eps_hat = (x - D) / sigma`` and part fresh:
+    ``x' = D + sigma_down eps_hat + sigma_up z``, ``z ~ N(0, I)``, where
+    ``sigma_up = eta (sigma'/sigma) sqrt(sigma^2 - sigma'^2)`` and
+    ``sigma_down = sqrt(sigma'^2 - sigma_up^2)``. This is DDIM's
+    ``sigma_t(eta)`` divided by ``sqrt(alpha_bar')``, so the same ``z`` gives the VP
+    DDIM update; ``eta = 0`` is ``x' = D + (sigma'/sigma)(x - D)`` (exact when D is
+    constant along the step) and ``eta = 1`` the ancestral step
+    ``sigma_down = sigma'^2 / sigma``. Fresh noise is drawn from ``generator`` only
+    on steps with ``eta > 0`` and ``sigma' > 0``; sampling only (decreasing ``sigmas``).
+    """
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         den = _call(denoise, x, s)
-        x = den + (s_next / s) * (x - den)
+        if eta == 0:
+            x = den + (s_next / s) * (x - den)
+            continue
+        shrink = 1 - (s_next / s) ** 2  # written so that sigma_down^2 cannot round below 0
+        s_up = eta * s_next * torch.sqrt(shrink)
+        s_down = s_next * torch.sqrt(1 - eta ** 2 * shrink)
+        x = den + (s_down / s) * (x - den)
+        if s_next > 0:
+            x = x + s_up * torch.randn(x.shape, dtype=x.dtype, generator=generator, device=x.device)
     return x
 
 
@@ -151,7 +173,8 @@ def sample(denoise, x_T, sigmas, solver="heun", **options):
             increasing (all > 0) to encode with a deterministic solver.
         solver: one of ``SOLVERS``: ``euler``, ``ddim``, ``heun``, ``dpmpp_2m``,
             ``genie``, ``flow_euler``, ``flow_heun`` (deterministic) or
-            ``euler_maruyama`` and ``heun`` with ``churn > 0`` (stochastic, take ``generator``).
+            ``euler_maruyama``, ``heun`` with ``churn > 0`` and ``ddim`` with ``eta > 0``
+            (stochastic, take ``generator``).
         options: solver keyword options (see each solver).
 
     Returns:

@@ -34,6 +34,8 @@ COMMANDS = {
     "select": "select",
     "train-prior": "train_prior",
     "sample": "sample",
+    "interpolate": "interpolate",
+    "score-particles": "score_particles",
 }
 
 

@@ -117,3 +117,59 @@ def test_float32_sampling_and_registry(mixture2d):
         sample(mixture2d.denoise, x_T, karras_sigmas(3), "rk4")
     with pytest.raises(ValueError):
         sample(mixture2d.denoise, x_T, torch.tensor([1.0]), "euler")
+
+
+def test_ddim_eta_zero_is_the_deterministic_ddim(ode_problem):
+    mix, x_T, _ = ode_problem
+    sig = karras_sigmas(12)
+    torch.testing.assert_close(sample(mix.denoise, x_T, sig, "ddim", eta=0.0),
+                               sample(mix.denoise, x_T, sig, "ddim"), rtol=0, atol=0)
+    with pytest.raises(ValueError):
+        sample(mix.denoise, x_T, sig, "ddim", eta=1.5)
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_stochastic_ddim_sample_quality(mixture2d, reference_samples, eta):
+    ref, floor = reference_samples
+    grid = karras_sigmas(200)
+    g = torch.Generator().manual_seed(12)
+    x_T = grid[0] * torch.randn(1000, 2, dtype=torch.float64, generator=g)
+    x = sample(mixture2d.denoise, x_T, grid, "ddim", eta=eta, generator=g)
+    dist = energy_distance(x, ref)
+    assert dist < 2 * floor, (dist, floor)
+    frac = torch.bincount(mixture2d.assign(x), minlength=4).double() / len(x)
+    assert (frac - mixture2d.weights).abs().max() < 0.04
+
+
+def test_stochastic_ddim_is_reproducible_and_random(mixture2d):
+    grid = karras_sigmas(10)
+    x_T = grid[0] * torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def run(seed):
+        return sample(mixture2d.denoise, x_T, grid, "ddim", eta=1.0,
+                      generator=torch.Generator().manual_seed(seed))
+
+    torch.testing.assert_close(run(1), run(1), rtol=0, atol=0)
+    assert (run(1) - run(2)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("eta", [0.3, 1.0])
+def test_stochastic_ddim_matches_diffusers_ddimscheduler(mixture2d, eta):
+    """Same noise draws: diffusers' VP state (``variance_noise``) is ours times ``sqrt(alpha_bar)``."""
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.DDIMScheduler(num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=True)
+    sched.set_timesteps(10)
+    sched.alphas_cumprod = sched.alphas_cumprod.double()
+    alpha_bar = sched.alphas_cumprod[sched.timesteps]
+    sigmas = torch.cat([((1 - alpha_bar) / alpha_bar).sqrt(), torch.zeros(1, dtype=torch.float64)])
+    z = torch.randn(256, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ours = sample(mixture2d.denoise, z * (1 + sigmas[0] ** 2).sqrt(), sigmas, "ddim", eta=eta,
+                  generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)  # our solver draws once per step that ends above sigma = 0
+    noises = [torch.randn(z.shape, dtype=torch.float64, generator=g) for _ in sigmas[1:-1]]
+    noises.append(torch.zeros_like(z))  # diffusers' last step has zero variance
+    for t, s, noise in zip(sched.timesteps, sigmas, noises):
+        x = z * (1 + s ** 2).sqrt()
+        eps = (x - mixture2d.denoise(x, torch.full((len(x),), s.item(), dtype=torch.float64))) / s
+        z = sched.step(eps, t, z, eta=eta, variance_noise=noise).prev_sample
+    assert (ours - z).abs().max() < 1e-10
