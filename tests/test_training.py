@@ -89,3 +89,15 @@ def test_train_vae_and_eval_vol_commands(dataset, tmp_path, capsys):
     np.testing.assert_allclose(vol, trained.volume([1, -1], box=8), atol=1e-6)
     assert not (tmp_path / "vols" / "vol_002.mrc").exists()
     assert main(["eval-vol", str(run), "-z", "0", "0", "1", "-o", str(tmp_path / "bad")]) == 2
+
+
+def test_no_window_is_recorded_and_resume_must_match(dataset, tmp_path, capsys):
+    run = tmp_path / "nowin"
+    base = ["train-vae", str(dataset / "particles.star"), "-o", str(run), "--zdim", "2", "-b", "8",
+            "--enc-dim", "16", "--dec-dim", "16", "--enc-layers", "1", "--dec-layers", "1"]
+    assert main(base + ["-n", "1", "--no-window"]) == 0
+    assert json.loads((run / "config.json").read_text())["training"]["window"] is False
+    assert main(base + ["-n", "2", "--resume"]) == 2  # the window setting differs from the run
+    assert "window" in capsys.readouterr().err
+    assert main(base + ["-n", "2", "--resume", "--no-window"]) == 0
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2

@@ -43,6 +43,10 @@ def add_args(parser):
     )
     parser.add_argument("--pe-dim", type=int, help="number of encoding frequencies (default: box/2)")
     parser.add_argument("--feat-sigma", type=float, default=0.5, help="scale of gaussian encoding frequencies (default: %(default)s)")
+    parser.add_argument(
+        "--no-window", dest="window", action="store_false",
+        help="do not multiply images by a soft circular window (0.85-0.99 of the half box) before the transform",
+    )
     parser.add_argument("--lazy", action="store_true", help="read images from disk per batch instead of loading them into memory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --outdir from its last checkpoint")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -93,7 +97,7 @@ def run(args) -> None:
     )
     settings = TrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
-        invert=args.invert, weight_decay=args.wd, amp=args.amp, compile=args.compile,
+        invert=args.invert, window=args.window, weight_decay=args.wd, amp=args.amp, compile=args.compile,
     )
     log.info("training on %d particles (box %d, %.4g Å/px), zdim %d, %d epochs -> %s", len(indices), data.box, data.apix, args.zdim, args.epochs, out)
     try:
