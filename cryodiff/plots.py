@@ -67,3 +67,26 @@ def plot_central_sections(volumes: dict[str, np.ndarray], path: str | Path) -> N
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_latent_comparison(panels: dict[str, np.ndarray], path: str | Path, title: str = "") -> None:
+    """Side-by-side scatter plots of ``[N, 2]`` latent projections on shared axes
+    (e.g. particle latents, diffusion-prior samples and N(0, I) samples, all in
+    the particles' first two principal components)."""
+    everything = np.concatenate(list(panels.values()))
+    lo, hi = np.percentile(everything, [0.5, 99.5], axis=0)
+    pad = 0.05 * (hi - lo)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), dpi=110, sharex=True, sharey=True, squeeze=False)
+    for ax, (label, xy) in zip(axes[0], panels.items()):
+        ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.4, color="tab:blue", rasterized=True)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("PC1 of the particle latents")
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("PC2 of the particle latents")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

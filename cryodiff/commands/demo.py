@@ -8,6 +8,8 @@
 3. Trains the heterogeneous VAE on the particles, and reports how well its
    latent space recovers the true state and subunit occupancy.
 4. Analyses the latent space (PCA, UMAP, k-means, volumes, plots).
+5. Trains the latent diffusion prior, samples conformations from it and from
+   the VAE's N(0, I), and compares both with the particles' latents.
 
 Everything lands in OUTDIR; the last lines say where to look. About 5
 minutes on a 2-core CPU with the defaults.
@@ -32,6 +34,7 @@ def add_args(parser):
     parser.add_argument("-D", "--box", type=int, default=32, help="box size in pixels (default: %(default)s)")
     parser.add_argument("--snr", type=float, default=0.5, help="signal-to-noise ratio (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=10, help="VAE training epochs (default: %(default)s)")
+    parser.add_argument("--prior-steps", type=int, default=2000, help="diffusion prior training steps (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
 
@@ -93,5 +96,55 @@ def run(args) -> None:
         state_r2(z, truth["state"]),
         subunit_accuracy(z, truth["subunit"]),
     )
+    prior_dir = out / "prior"
+    prior_args = ["train-prior", str(vae), "-o", str(prior_dir), "--steps", str(args.prior_steps), "--seed", str(args.seed)]
+    sample_args = ["sample", str(prior_dir), "-n", "4", "-o", str(prior_dir / "samples.txt"), "--volumes",
+                   str(prior_dir / "volumes"), "--run", str(vae), "--seed", str(args.seed)]
+    if main(prior_args) or main(sample_args):
+        raise RuntimeError("the demo's own prior training or sampling failed; see the messages above")
+    compare_prior(z, prior_dir, out / "prior_vs_gaussian.png", args.seed)
     log.info("done. Look at %s/particles.png, sections.png and fsc.png (backprojection),", out)
-    log.info("and %s (the latent landscape, its clusters and their volumes).", vae / "analyze" / "summary.html")
+    log.info("%s (the latent landscape, its clusters and their volumes),", vae / "analyze" / "summary.html")
+    log.info("and %s/prior_vs_gaussian.png with volumes sampled from the prior in %s.", out, prior_dir / "volumes")
+
+
+def compare_prior(z: np.ndarray, prior_dir: Path, png: Path, seed: int) -> None:
+    """Plot particle latents, prior samples and N(0, I) samples in the latents'
+    PCA, and log their energy distances to the latents (standardised units)."""
+    import torch
+
+    from cryodiff.plots import plot_latent_comparison
+    from cryodiff.prior import load_prior
+    from generative.metrics import energy_distance
+    from recon.analysis import pca
+
+    prior = load_prior(prior_dir)
+    half = len(z) // 2
+    order = np.random.default_rng(seed).permutation(len(z))
+    data, held_out = z[order[:half]], z[order[half : 2 * half]]
+    samples = prior.sample(half, solver="dpmpp_2m", steps=15, seed=seed)
+    gaussian = prior.gaussian(half, seed)
+    scale = z.std(0)
+
+    def distance(x):
+        return float(energy_distance(torch.as_tensor(x / scale, dtype=torch.float64), torch.as_tensor(data / scale, dtype=torch.float64)))
+
+    d_prior, d_gauss, d_floor = distance(samples), distance(gaussian), distance(held_out)
+    log.info(
+        "energy distance to the particle latents: prior samples %.4f, N(0, I) samples %.4f (two halves of the data: %.4f)",
+        d_prior, d_gauss, d_floor,
+    )
+    fit = pca(z)
+
+    def project(x):
+        return (np.asarray(x, dtype=np.float64) - fit.mean) @ fit.components[:2].T
+
+    plot_latent_comparison(
+        {
+            f"particle latents (held-out half: {d_floor:.3f})": project(data),
+            f"diffusion prior samples: {d_prior:.3f}": project(samples),
+            f"N(0, I) samples: {d_gauss:.3f}": project(gaussian),
+        },
+        png,
+        "latents in their first two principal components; energy distance to the particle latents in each title",
+    )
