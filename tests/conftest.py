@@ -1,4 +1,5 @@
-"""Shared fixtures: the real RELION/cryoSPARC sample files in ``../shared/formats``."""
+"""Shared fixtures: the real RELION/cryoSPARC sample files in ``../shared/formats``,
+and a tiny trained VAE run for command-line tests."""
 
 from pathlib import Path
 
@@ -14,3 +15,27 @@ def formats_dir() -> Path:
     if not (FORMATS_DIR / "expected").is_dir():
         pytest.skip(f"sample files not found at {FORMATS_DIR}")
     return FORMATS_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_run(tmp_path_factory) -> Path:
+    """A VAE with zdim 4 (box 16) trained for one epoch on 96 simulated particles."""
+    import numpy as np
+
+    from recon.io import read_particles
+    from recon.synthetic import write_synthetic_dataset
+    from recon.training import TrainingData, TrainSettings, train_vae
+    from recon.vae import Architecture
+
+    root = tmp_path_factory.mktemp("tiny_vae")
+    write_synthetic_dataset(root / "data", n=96, box=16, apix=6.0, snr=1.0, seed=0, grid=2)
+    star = root / "data" / "particles.star"
+    particles = read_particles(star)
+    rotations, shifts = particles.meta.require_poses()
+    data = TrainingData(
+        images=particles.images, indices=np.arange(96), rotations=rotations, shifts_px=shifts, ctf=particles.meta.ctf,
+        box=16, apix=6.0, source={"particles": str(star), "datadir": None, "poses": None, "ctf": None, "ind": None},
+    )
+    arch = Architecture(box=16, zdim=4, enc_dim=16, enc_layers=1, dec_dim=16, dec_layers=1)
+    train_vae(data, arch, TrainSettings(epochs=1, batch_size=32, lr=1e-3), root / "run", show_progress=False)
+    return root / "run"

@@ -14,14 +14,11 @@ from cryodiff.cli.main import main
 from cryodiff.paths import graph_path_latents, knn_distances, linear_path, path_metrics, slerp
 from cryodiff.prior import train_prior
 from generative.mixtures import GaussianMixture
-from recon.io import read_particles, read_volume
+from recon.io import read_volume
 from recon.run import load_run
-from recon.synthetic import write_synthetic_dataset
-from recon.training import TrainingData, TrainSettings, train_vae
-from recon.vae import Architecture
 
 MEANS = [[1.5, 0.5], [-1.5, -0.5]]
-BOX, ZDIM = 16, 4
+ZDIM = 4  # of the tiny VAE run in tests/conftest.py
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -114,21 +111,11 @@ def test_score_particles_ranks_injected_outliers_low(two_modes, trained, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def vae_run(tmp_path_factory):
-    """A VAE with zdim 4 trained for one epoch on 96 tiny particles, and a prior of 30 steps on its latents."""
-    root = tmp_path_factory.mktemp("vae")
-    write_synthetic_dataset(root / "data", n=96, box=BOX, apix=6.0, snr=1.0, seed=0, grid=2)
-    star = root / "data" / "particles.star"
-    particles = read_particles(star)
-    rotations, shifts = particles.meta.require_poses()
-    data = TrainingData(
-        images=particles.images, indices=np.arange(96), rotations=rotations, shifts_px=shifts, ctf=particles.meta.ctf,
-        box=BOX, apix=6.0, source={"particles": str(star), "datadir": None, "poses": None, "ctf": None, "ind": None},
-    )
-    arch = Architecture(box=BOX, zdim=ZDIM, enc_dim=16, enc_layers=1, dec_dim=16, dec_layers=1)
-    train_vae(data, arch, TrainSettings(epochs=1, batch_size=32, lr=1e-3), root / "run")
-    train_prior(load_run(root / "run").z_mu, root / "prior", steps=30, batch_size=32)
-    return root / "run", root / "prior"
+def vae_run(tiny_vae_run, tmp_path_factory):
+    """The tiny VAE of tests/conftest.py and a prior of 30 steps on its latents."""
+    prior = tmp_path_factory.mktemp("tiny_prior") / "prior"
+    train_prior(load_run(tiny_vae_run).z_mu, prior, steps=30, batch_size=32)
+    return tiny_vae_run, prior
 
 
 def test_interpolate_writes_three_paths_metrics_and_volumes(vae_run, tmp_path):

@@ -11,13 +11,10 @@ import torch
 
 from cryodiff.cli.main import main
 from generative.mixtures import GaussianMixture
-from recon.io import read_particles, read_volume
+from recon.io import read_volume
 from recon.run import load_run
-from recon.synthetic import write_synthetic_dataset
-from recon.training import TrainingData, TrainSettings, train_vae
-from recon.vae import Architecture
 
-BOX, ZDIM = 16, 4
+ZDIM = 4  # of the tiny VAE run in tests/conftest.py
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,20 +26,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A VAE with zdim 4 trained for one epoch on 96 tiny particles."""
-    root = tmp_path_factory.mktemp("vae")
-    write_synthetic_dataset(root / "data", n=96, box=BOX, apix=6.0, snr=1.0, seed=0, grid=2)
-    star = root / "data" / "particles.star"
-    particles = read_particles(star)
-    rotations, shifts = particles.meta.require_poses()
-    data = TrainingData(
-        images=particles.images, indices=np.arange(96), rotations=rotations, shifts_px=shifts, ctf=particles.meta.ctf,
-        box=BOX, apix=6.0, source={"particles": str(star), "datadir": None, "poses": None, "ctf": None, "ind": None},
-    )
-    arch = Architecture(box=BOX, zdim=ZDIM, enc_dim=16, enc_layers=1, dec_dim=16, dec_layers=1)
-    train_vae(data, arch, TrainSettings(epochs=1, batch_size=32, lr=1e-3), root / "run")
-    return root / "run"
+def run_dir(tiny_vae_run):
+    """A VAE with zdim 4 trained for one epoch on 96 tiny particles (tests/conftest.py)."""
+    return tiny_vae_run
 
 
 @pytest.fixture(scope="module")
