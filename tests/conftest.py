@@ -39,3 +39,31 @@ def tiny_vae_run(tmp_path_factory) -> Path:
     arch = Architecture(box=16, zdim=4, enc_dim=16, enc_layers=1, dec_dim=16, dec_layers=1)
     train_vae(data, arch, TrainSettings(epochs=1, batch_size=32, lr=1e-3), root / "run", show_progress=False)
     return root / "run"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module of tiny-tensor tests (avoids
+    oversubscribing a small machine); restores the previous count after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fails_with_one_line(capsys):
+    """``check(argv, *phrases)``: the command exits 2 and prints one error line
+    ``cryodiff COMMAND: error: ...`` containing every phrase."""
+    from cryodiff.cli.main import main
+
+    def check(argv, *phrases):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith(f"cryodiff {argv[0]}: error:"), err
+        for phrase in phrases:
+            assert phrase in err, err
+
+    return check

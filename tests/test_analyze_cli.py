@@ -47,14 +47,6 @@ def analysed(run_dir):
     return run_dir / "analyze"
 
 
-def fails_with_one_line(capsys, argv, *phrases):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(f"cryodiff {argv[0]}: error:"), err
-    for phrase in phrases:
-        assert phrase in err, err
-
-
 def test_analyze_writes_arrays_volumes_plots_and_summary(run_dir, analysed):
     z = load_run(run_dir).z_mu
     n = len(z)
@@ -138,21 +130,21 @@ def test_select_clusters_writes_star_and_indices(run_dir, analysed, tmp_path):
     np.testing.assert_array_equal(np.loadtxt(tmp_path / "two.ind.txt", dtype=int), run_.indices[[1, 5]])
 
 
-def test_bad_inputs_exit_2_with_one_line(run_dir, analysed, tmp_path, capsys):
-    fails_with_one_line(capsys, ["analyze", str(tmp_path / "missing")], "not a cryodiff VAE run")
-    fails_with_one_line(capsys, ["analyze", str(run_dir), "--ksample", "1000", "--skip-vol"], "1000 clusters for 300 particles")
-    fails_with_one_line(capsys, ["analyze", str(run_dir), "-D", "9"], "box 9 is not an even size")
-    fails_with_one_line(capsys, ["select", str(run_dir), "--clusters", "1", "--analysis", str(tmp_path), "-o", str(tmp_path / "s.star")],
+def test_bad_inputs_exit_2_with_one_line(run_dir, analysed, tmp_path, fails_with_one_line):
+    fails_with_one_line(["analyze", str(tmp_path / "missing")], "not a cryodiff VAE run")
+    fails_with_one_line(["analyze", str(run_dir), "--ksample", "1000", "--skip-vol"], "1000 clusters for 300 particles")
+    fails_with_one_line(["analyze", str(run_dir), "-D", "9"], "box 9 is not an even size")
+    fails_with_one_line(["select", str(run_dir), "--clusters", "1", "--analysis", str(tmp_path), "-o", str(tmp_path / "s.star")],
                         "no k-means analysis here", "run cryodiff analyze")
-    fails_with_one_line(capsys, ["select", str(run_dir), "--clusters", "7", "-o", str(tmp_path / "s.star")], "cluster 7 does not exist")
-    fails_with_one_line(capsys, ["select", str(run_dir), "--clusters", "1", "-o", str(tmp_path / "s.txt")], "must end with .star")
-    fails_with_one_line(capsys, ["traverse", str(run_dir), "--graph", "0", "300"], "particle 300 is outside 0..299")
-    fails_with_one_line(capsys, ["traverse", str(run_dir), "--direct", "-1", "3"], "particle -1 is outside 0..299")
-    fails_with_one_line(capsys, ["traverse", str(run_dir), "--pc", "5"], "PC 5 does not exist")
+    fails_with_one_line(["select", str(run_dir), "--clusters", "7", "-o", str(tmp_path / "s.star")], "cluster 7 does not exist")
+    fails_with_one_line(["select", str(run_dir), "--clusters", "1", "-o", str(tmp_path / "s.txt")], "must end with .star")
+    fails_with_one_line(["traverse", str(run_dir), "--graph", "0", "300"], "particle 300 is outside 0..299")
+    fails_with_one_line(["traverse", str(run_dir), "--direct", "-1", "3"], "particle -1 is outside 0..299")
+    fails_with_one_line(["traverse", str(run_dir), "--pc", "5"], "PC 5 does not exist")
 
     stale = tmp_path / "stale"
     shutil.copytree(analysed, stale, ignore=shutil.ignore_patterns("*.mrc", "*.png"))
     record = json.loads((stale / "analysis.json").read_text())
     (stale / "analysis.json").write_text(json.dumps(record | {"latents_sha256": "0" * 64}))
-    fails_with_one_line(capsys, ["select", str(run_dir), "--clusters", "1", "--analysis", str(stale), "-o", str(tmp_path / "s.star")],
+    fails_with_one_line(["select", str(run_dir), "--clusters", "1", "--analysis", str(stale), "-o", str(tmp_path / "s.star")],
                         "made from other latents")

@@ -21,12 +21,7 @@ MEANS = [[1.5, 0.5], [-1.5, -0.5]]
 ZDIM = 4  # of the tiny VAE run in tests/conftest.py
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -151,28 +146,20 @@ def test_score_particles_of_a_run_keeps_its_indices(vae_run, tmp_path):
         assert h5["log_prob"].shape == (96,) and np.isfinite(h5["log_prob"][()]).all()
 
 
-def fails_with_one_line(capsys, argv, *phrases):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(f"cryodiff {argv[0]}: error:"), err
-    for phrase in phrases:
-        assert phrase in err, err
-
-
-def test_bad_inputs_exit_2_with_one_line(vae_run, tmp_path, capsys):
+def test_bad_inputs_exit_2_with_one_line(vae_run, tmp_path, fails_with_one_line):
     run_dir, prior_dir = vae_run
     out = str(tmp_path / "out")
     base = ["interpolate", str(prior_dir), "--run", str(run_dir), "-o", out]
-    fails_with_one_line(capsys, base + ["--from", "0", "--to", "96"], "--to", "row 96", "0 to 95")
-    fails_with_one_line(capsys, base + ["--from", "-1", "--to", "5"], "--from")
-    fails_with_one_line(capsys, base + ["--from", "5", "--to", "5"], "itself")
-    fails_with_one_line(capsys, base + ["--from", "0", "--to", "5", "-n", "1"], "-n")
-    fails_with_one_line(capsys, ["interpolate", str(tmp_path / "none"), "--run", str(run_dir), "--from", "0", "--to", "1", "-o", out],
+    fails_with_one_line(base + ["--from", "0", "--to", "96"], "--to", "row 96", "0 to 95")
+    fails_with_one_line(base + ["--from", "-1", "--to", "5"], "--from")
+    fails_with_one_line(base + ["--from", "5", "--to", "5"], "itself")
+    fails_with_one_line(base + ["--from", "0", "--to", "5", "-n", "1"], "-n")
+    fails_with_one_line(["interpolate", str(tmp_path / "none"), "--run", str(run_dir), "--from", "0", "--to", "1", "-o", out],
                         "not a cryodiff prior")
     scores = str(tmp_path / "s.h5")
-    fails_with_one_line(capsys, ["score-particles", str(tmp_path / "none"), "--run", str(run_dir), "-o", scores], "not a cryodiff prior")
-    fails_with_one_line(capsys, ["score-particles", str(prior_dir), "--run", str(run_dir), "-o", str(tmp_path / "s.txt")], ".h5")
+    fails_with_one_line(["score-particles", str(tmp_path / "none"), "--run", str(run_dir), "-o", scores], "not a cryodiff prior")
+    fails_with_one_line(["score-particles", str(prior_dir), "--run", str(run_dir), "-o", str(tmp_path / "s.txt")], ".h5")
     np.save(tmp_path / "z2.npy", np.zeros((20, 2), np.float32))
-    fails_with_one_line(capsys, ["score-particles", str(prior_dir), "--latents", str(tmp_path / "z2.npy"), "-o", scores], "zdim 2", "zdim 4")
-    fails_with_one_line(capsys, ["score-particles", str(prior_dir), "--run", str(run_dir), "-o", scores, "--steps", "0"], "--steps")
+    fails_with_one_line(["score-particles", str(prior_dir), "--latents", str(tmp_path / "z2.npy"), "-o", scores], "zdim 2", "zdim 4")
+    fails_with_one_line(["score-particles", str(prior_dir), "--run", str(run_dir), "-o", scores, "--steps", "0"], "--steps")
     assert not (tmp_path / "s.h5").exists()

@@ -17,12 +17,7 @@ from recon.run import load_run
 ZDIM = 4  # of the tiny VAE run in tests/conftest.py
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +30,6 @@ def run_dir(tiny_vae_run):
 def two_modes():
     """A 2-D law with two well separated modes (70% / 30%) in non-standard units."""
     return GaussianMixture.isotropic([0.7, 0.3], [[4.0, -1.0], [-2.0, 3.0]], [0.5, 0.4])
-
-
-def fails_with_one_line(capsys, argv, *phrases):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(f"cryodiff {argv[0]}: error:"), err
-    for phrase in phrases:
-        assert phrase in err, err
 
 
 def test_cryodrgn_pkl_to_samples_and_gaussian_contrast(two_modes, tmp_path):
@@ -93,25 +80,25 @@ def test_run_directory_to_volumes(run_dir, tmp_path):
     np.testing.assert_allclose(np.loadtxt(vols / "z.txt"), z, rtol=1e-6)
 
 
-def test_bad_inputs_exit_2_with_one_line(run_dir, tmp_path, capsys):
+def test_bad_inputs_exit_2_with_one_line(run_dir, tmp_path, capsys, fails_with_one_line):
     class Exploit:
         def __reduce__(self):
             return (print, ("pwned",))
 
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps(Exploit()))
-    fails_with_one_line(capsys, ["train-prior", str(tmp_path / "missing.pkl"), "-o", str(tmp_path / "p")], "file not found")
-    fails_with_one_line(capsys, ["train-prior", str(tmp_path / "evil.pkl"), "-o", str(tmp_path / "p")], "refusing to unpickle")
-    fails_with_one_line(capsys, ["train-prior", str(run_dir), "-o", str(tmp_path / "p"), "--steps", "0"], "--steps")
+    fails_with_one_line(["train-prior", str(tmp_path / "missing.pkl"), "-o", str(tmp_path / "p")], "file not found")
+    fails_with_one_line(["train-prior", str(tmp_path / "evil.pkl"), "-o", str(tmp_path / "p")], "refusing to unpickle")
+    fails_with_one_line(["train-prior", str(run_dir), "-o", str(tmp_path / "p"), "--steps", "0"], "--steps")
     assert not (tmp_path / "p").exists()
     np.save(tmp_path / "z3.npy", np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32))
     prior = tmp_path / "prior3"
     assert main(["train-prior", str(tmp_path / "z3.npy"), "-o", str(prior), "--steps", "5", "-b", "16"]) == 0
     capsys.readouterr()
-    fails_with_one_line(capsys, ["train-prior", str(tmp_path / "z3.npy"), "-o", str(prior), "--steps", "5"], "already holds a prior", "--resume")
+    fails_with_one_line(["train-prior", str(tmp_path / "z3.npy"), "-o", str(prior), "--steps", "5"], "already holds a prior", "--resume")
     out = str(tmp_path / "s.txt")
-    fails_with_one_line(capsys, ["sample", str(prior), "-n", "2", "-o", out, "--volumes", str(tmp_path / "v"), "--run", str(run_dir)],
+    fails_with_one_line(["sample", str(prior), "-n", "2", "-o", out, "--volumes", str(tmp_path / "v"), "--run", str(run_dir)],
                         "zdim 4", "zdim 3")
-    fails_with_one_line(capsys, ["sample", str(prior), "-n", "2", "-o", out, "--volumes", str(tmp_path / "v")], "--run")
-    fails_with_one_line(capsys, ["sample", str(prior), "-n", "2", "-o", str(tmp_path / "s.csv")], ".txt or .npy")
-    fails_with_one_line(capsys, ["sample", str(tmp_path / "nothing"), "-n", "2", "-o", out], "not a cryodiff prior")
-    fails_with_one_line(capsys, ["sample", str(prior), "-n", "0", "-o", out], "-n")
+    fails_with_one_line(["sample", str(prior), "-n", "2", "-o", out, "--volumes", str(tmp_path / "v")], "--run")
+    fails_with_one_line(["sample", str(prior), "-n", "2", "-o", str(tmp_path / "s.csv")], ".txt or .npy")
+    fails_with_one_line(["sample", str(tmp_path / "nothing"), "-n", "2", "-o", out], "not a cryodiff prior")
+    fails_with_one_line(["sample", str(prior), "-n", "0", "-o", out], "-n")

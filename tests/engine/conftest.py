@@ -22,9 +22,5 @@ def mixture8d():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscribing a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_torch_thread):
+    """Tiny tensors: every engine test module runs on one torch thread (tests/conftest.py)."""
