@@ -69,9 +69,10 @@ def pf_ode_interpolation(prior: Prior, z_a, z_b, n: int, steps: int = PATH_STEPS
     if n < 2:
         raise InputError("-n", f"{n} points do not make a path", "use -n 2 or more")
     sigmas = _ode_grid(steps)
-    noise = encode(prior.denoiser, prior.standardise(np.stack([z_a, z_b])), sigmas, "heun")
+    denoiser = prior.require_denoiser("a PF-ODE path")
+    noise = encode(denoiser, prior.standardise(np.stack([z_a, z_b])), sigmas, "heun")
     path = slerp(noise[0].double(), noise[1].double(), n).float()
-    return prior.destandardise(sample(prior.denoiser, path, sigmas.flip(0), "heun"))
+    return prior.destandardise(sample(denoiser, path, sigmas.flip(0), "heun"))
 
 
 def linear_path(z_a, z_b, n: int) -> np.ndarray:

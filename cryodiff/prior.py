@@ -5,12 +5,13 @@ A VAE's N(0, I) prior does not follow the distribution of the particle latents
 
 * standardises the latents per dimension, ``u = (z - mean) / std``, so that the
   EDM preconditioning can use ``sigma_data = 1``;
-* trains the engine's :class:`generative.ResidualMLP` inside
-  :class:`generative.Preconditioned` (EDM) with the engine's
+* trains the engine's :class:`generative.ResidualMLP` with one of three
+  formulations (:mod:`cryodiff.prior_formulations`: EDM by default, rectified
+  flow, critically damped Langevin) with the engine's
   :class:`generative.Trainer` (Adam, EMA, gradient clipping, atomic
   checkpoints, exact resume, JSON-lines log);
-* samples with the engine's PF-ODE solvers on a Karras grid and maps the
-  result back to the original latent units ``z = mean + std * u``;
+* samples with the engine's solvers and maps the result back to the original
+  latent units ``z = mean + std * u``;
 * gives ``log p(z)`` in the original units through the PF-ODE likelihood of
   the engine plus the log-determinant of the standardisation,
   ``log p(z) = log p_u(u) - sum_d log std_d``.
@@ -43,11 +44,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch import nn
+
+from cryodiff import prior_formulations as formulations
 from generative.likelihood import log_likelihood
-from generative.losses import denoising_loss, edm_weight, lognormal_sigmas
-from generative.networks import ResidualMLP
-from generative.preconditioning import Preconditioned, edm
-from generative.samplers import sample
 from generative.schedules import karras_sigmas
 from generative.trainer import Trainer
 from recon.errors import InputError
@@ -55,10 +55,7 @@ from recon.io.mrc import atomic_target
 
 SETTINGS, WEIGHTS, CHECKPOINT, LOG = "prior.json", "prior.pt", "checkpoint.pt", "log.jsonl"
 FORMAT = "cryodiff-prior"
-#: PF-ODE solvers offered for sampling, with their default number of steps
-#: (about 20-35 denoiser evaluations each; see docs/prior.md for error vs steps).
-SOLVER_STEPS = {"heun": 18, "dpmpp_2m": 25, "euler": 50, "ddim": 50, "genie": 12}
-SIGMA_MIN, SIGMA_MAX = 0.002, 80.0  # Karras grid ends, in standardised units
+SIGMA_MIN, SIGMA_MAX = formulations.SIGMA_MIN, formulations.SIGMA_MAX
 MIN_LATENTS = 10
 
 
@@ -70,7 +67,8 @@ class PriorSettings:
     steps; ``batch_size``: latents per step (drawn with replacement);
     ``lr``: Adam learning rate; ``ema_decay``: EMA factor per step;
     ``p_mean``/``p_std``: EDM log-normal training noise levels (standardised
-    units); ``seed``: network initialisation and per-step batches and noise.
+    units); ``seed``: network initialisation and per-step batches and noise;
+    ``formulation``: ``edm``, ``flow`` or ``cld`` (:mod:`cryodiff.prior_formulations`).
     """
 
     hidden: int
@@ -83,6 +81,7 @@ class PriorSettings:
     p_mean: float
     p_std: float
     seed: int
+    formulation: str = "edm"
 
 
 def default_steps(n: int, zdim: int) -> int:
@@ -98,12 +97,12 @@ def default_network(zdim: int) -> tuple[int, int, int]:
 
 
 def default_settings(n: int, zdim: int, *, steps: int | None = None, batch_size: int = 512,
-                     lr: float = 1e-3, seed: int = 0) -> PriorSettings:
+                     lr: float = 1e-3, seed: int = 0, formulation: str = "edm") -> PriorSettings:
     """Settings for ``n`` latents of dimension ``zdim``; the EMA averages the last ~10% of the steps."""
     steps = default_steps(n, zdim) if steps is None else steps
     hidden, depth, embed_dim = default_network(zdim)
     ema_decay = min(max(1 - 10 / steps, 0.99), 0.9999)
-    return PriorSettings(hidden, depth, embed_dim, steps, batch_size, lr, ema_decay, -1.2, 1.2, seed)
+    return PriorSettings(hidden, depth, embed_dim, steps, batch_size, lr, ema_decay, -1.2, 1.2, seed, formulation)
 
 
 # ----------------------------------------------------------------------------- reading latents
@@ -177,9 +176,9 @@ def read_latents(source: str | Path) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the model
 
-def build_denoiser(zdim: int, settings: PriorSettings) -> Preconditioned:
-    """The EDM denoiser ``D(u [N, zdim], sigma [N]) -> [N, zdim]`` in standardised units (sigma_data 1)."""
-    return Preconditioned(ResidualMLP(zdim, settings.hidden, settings.depth, settings.embed_dim), edm(1.0))
+def build_network(zdim: int, settings: PriorSettings) -> nn.Module:
+    """The prior's network for ``settings.formulation`` in standardised units (sigma_data 1)."""
+    return formulations.build_network(settings.formulation, zdim, settings.hidden, settings.depth, settings.embed_dim)
 
 
 def standardisation(z: np.ndarray, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -196,12 +195,15 @@ def standardisation(z: np.ndarray, path: Path | None = None) -> tuple[np.ndarray
 class Prior:
     """A trained diffusion prior.
 
-    ``denoiser(u [N, zdim], sigma [N]) -> [N, zdim]`` works in standardised
-    units ``u = (z - mean) / std`` (the EMA weights, eval mode, CPU);
-    ``mean`` and ``std`` (``[zdim]``, float64) are in the original latent units.
+    ``model`` is the trained network (EMA weights, eval mode, CPU) of
+    ``settings.formulation``; for ``edm`` and ``flow`` priors
+    ``denoiser(u [N, zdim], sigma [N]) -> [N, zdim]`` is its EDM-convention
+    denoiser (``None`` for ``cld``). Both work in standardised units
+    ``u = (z - mean) / std``; ``mean`` and ``std`` (``[zdim]``, float64) are in
+    the original latent units.
     """
 
-    denoiser: Preconditioned
+    model: nn.Module
     mean: np.ndarray
     std: np.ndarray
     settings: PriorSettings
@@ -210,6 +212,26 @@ class Prior:
     @property
     def zdim(self) -> int:
         return len(self.mean)
+
+    @property
+    def formulation(self) -> str:
+        return self.settings.formulation
+
+    @property
+    def denoiser(self):
+        return formulations.denoiser(self.formulation, self.model)
+
+    @property
+    def solvers(self) -> dict[str, int]:
+        """Solvers that sample this prior, with their default steps."""
+        return formulations.SOLVER_STEPS[self.formulation]
+
+    def require_denoiser(self, what: str):
+        """The denoiser, or an InputError saying that ``what`` needs an ``edm`` or ``flow`` prior."""
+        if self.denoiser is None:
+            raise InputError(self.info.get("path", "prior"), f"{what} needs the probability-flow ODE of an edm or flow prior, "
+                             f"and this prior is {self.formulation}", "train one with cryodiff train-prior --formulation edm")
+        return self.denoiser
 
     def standardise(self, z) -> torch.Tensor:
         """``(z - mean) / std`` as a float32 tensor ``[N, zdim]``."""
@@ -220,21 +242,19 @@ class Prior:
         """``mean + std * u`` as float32 ``[N, zdim]`` in the original units."""
         return (self.mean + self.std * u.double().numpy()).astype(np.float32)
 
-    def sample(self, n: int, solver: str = "heun", steps: int | None = None, seed: int = 0) -> np.ndarray:
-        """``n`` latents ``[n, zdim]`` (float32, original units) by the PF-ODE from N(0, 80^2 I).
+    def sample(self, n: int, solver: str | None = None, steps: int | None = None, seed: int = 0) -> np.ndarray:
+        """``n`` latents ``[n, zdim]`` (float32, original units).
 
-        ``solver`` is one of :data:`SOLVER_STEPS`; ``steps`` grid intervals
-        (default per solver, :data:`SOLVER_STEPS`) on the Karras grid
-        0.002..80 (rho 7) in standardised units. The same seed gives the same samples.
+        ``solver`` is one of :attr:`solvers` (default: the first, dpmpp_2m for
+        edm, flow_heun for flow, sscs for cld; "dpmpp" and "em" are accepted
+        as short names); ``steps`` grid intervals, default per solver (grids in
+        :func:`cryodiff.prior_formulations.draw`). The same seed gives the same samples.
         """
-        if solver not in SOLVER_STEPS:
-            raise InputError("--solver", f"unknown solver {solver!r}", f"use one of {', '.join(SOLVER_STEPS)}")
-        steps = SOLVER_STEPS[solver] if steps is None else steps
-        if steps < 1:
-            raise InputError("--steps", f"{steps} steps", "use 1 or more")
-        sigmas = karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX).float()
-        x_T = sigmas[0] * torch.randn(n, self.zdim, generator=torch.Generator().manual_seed(seed))
-        return self.destandardise(sample(self.denoiser, x_T, sigmas, solver))
+        try:
+            solver, steps = formulations.solver_steps(self.formulation, solver or next(iter(self.solvers)), steps)
+        except ValueError as err:
+            raise InputError("--solver/--steps", str(err), "see cryodiff sample --help") from None
+        return self.destandardise(formulations.draw(self.formulation, self.model, n, self.zdim, solver, steps, seed))
 
     def interpolate(self, z_a, z_b, n: int, steps: int = 64) -> np.ndarray:
         """``n`` latents ``[n, zdim]`` from ``z_a`` to ``z_b`` (original units) by slerp in the PF-ODE's
@@ -260,10 +280,11 @@ class Prior:
         mixture the mean over points is off by +0.95 nats at 16 steps, +0.21
         at 32 and about +0.02 at 64 (docs/prior.md).
         """
+        denoiser = self.require_denoiser("a log-likelihood")
         sigmas = karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX).flip(0)[1:].float()
         u = self.standardise(z)
         g = torch.Generator().manual_seed(seed)
-        parts = [log_likelihood(self.denoiser, chunk, sigmas, hutchinson_probes, g).double()
+        parts = [log_likelihood(denoiser, chunk, sigmas, hutchinson_probes, g).double()
                  for chunk in u.split(batch_size)]
         return torch.cat(parts).numpy() - np.log(self.std).sum()
 
@@ -285,26 +306,31 @@ def _check_resume(out: Path, record: dict) -> None:
         np.allclose(old["mean"], record["mean"]) and np.allclose(old["std"], record["std"])
     if not same_data:
         raise InputError(out, "the latents differ from those the prior was trained on", "resume with the original latents, or train a new prior")
+    previous = asdict(PriorSettings(**old["settings"]))  # fills settings added since (e.g. formulation)
     for key, value in record["settings"].items():
-        if key not in ("steps", "ema_decay") and old["settings"][key] != value:
-            raise InputError(out, f"setting {key} differs from the prior being resumed ({old['settings'][key]} != {value})", "resume with the original settings")
+        if key not in ("steps", "ema_decay") and previous[key] != value:
+            raise InputError(out, f"setting {key} differs from the prior being resumed ({previous[key]} != {value})", "resume with the original settings")
 
 
 def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch_size: int = 512, lr: float = 1e-3,
-                seed: int = 0, resume: bool = False, source: str | None = None, progress: bool = False,
+                seed: int = 0, formulation: str = "edm", resume: bool = False, source: str | None = None, progress: bool = False,
                 log_every: int = 100, checkpoint_every: int = 1000) -> Prior:
     """Train (or resume) a diffusion prior on ``latents [N, zdim]`` (original units) into ``out_dir``.
 
     ``steps`` defaults to :func:`default_steps`; with ``resume`` the trainer
     state in ``out_dir/checkpoint.pt`` is loaded and training continues to
     ``steps`` (a resumed run reaches the weights of an uninterrupted one).
-    ``source`` is recorded in ``prior.json``. Returns the trained prior (EMA weights).
+    ``source`` is recorded in ``prior.json``; ``formulation`` is ``edm``,
+    ``flow`` or ``cld``. Returns the trained prior (EMA weights).
     """
+    if formulation not in formulations.FORMULATIONS:
+        raise InputError("--formulation", f"unknown formulation {formulation!r}", f"use one of {', '.join(formulations.FORMULATIONS)}")
     where = Path(source or "latents")
     z = _check_latents(where, latents)
     out = Path(out_dir)
     mean, std = standardisation(z, where)
-    settings = default_settings(len(z), z.shape[1], steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    settings = default_settings(len(z), z.shape[1], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                formulation=formulation)
     record = _record(z.shape[1], len(z), mean, std, settings, source, 0)
     if resume:
         if not (out / CHECKPOINT).is_file() or not (out / SETTINGS).is_file():
@@ -327,18 +353,16 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
 
 def _trainer(z, mean, std, settings: PriorSettings, out: Path, progress: bool, log_every: int,
              checkpoint_every: int) -> Trainer:
-    """The engine's Trainer on standardised latents with the EDM loss (sigma_data 1)."""
+    """The engine's Trainer on standardised latents with the loss of ``settings.formulation``."""
     u = torch.from_numpy((z - mean) / std).float()
     torch.manual_seed(settings.seed)
-    model = build_denoiser(z.shape[1], settings)
-    weight = edm_weight(1.0)
+    model = build_network(z.shape[1], settings)
 
     def batch_fn(step, g):
         return u[torch.randint(len(u), (settings.batch_size,), generator=g)]
 
     def loss_fn(model_, batch, g):
-        sigma = lognormal_sigmas(len(batch), settings.p_mean, settings.p_std, generator=g)
-        return denoising_loss(model_, batch, sigma, weight, generator=g)
+        return formulations.training_loss(settings.formulation, model_, batch, g, settings.p_mean, settings.p_std)
 
     return Trainer(model, loss_fn, batch_fn, lr=settings.lr, ema_decay=settings.ema_decay, grad_clip=1.0,
                    seed=settings.seed, checkpoint_path=str(out / CHECKPOINT), checkpoint_every=checkpoint_every,
@@ -365,8 +389,8 @@ def load_prior(path: str | Path) -> Prior:
     if not (out / WEIGHTS).is_file():
         raise InputError(out, f"{WEIGHTS} missing: training did not finish", "finish it with cryodiff train-prior --resume")
     settings = PriorSettings(**record["settings"])
-    denoiser = build_denoiser(record["zdim"], settings)
+    model = build_network(record["zdim"], settings)
     state = torch.load(out / WEIGHTS, map_location="cpu", weights_only=True)
-    denoiser.load_state_dict(state["ema"])
-    denoiser.eval().requires_grad_(False)
-    return Prior(denoiser, np.asarray(record["mean"]), np.asarray(record["std"]), settings, record)
+    model.load_state_dict(state["ema"])
+    model.eval().requires_grad_(False)
+    return Prior(model, np.asarray(record["mean"]), np.asarray(record["std"]), settings, {**record, "path": str(out)})

@@ -41,15 +41,19 @@ class ResidualBlock(nn.Module):
 
 
 class ResidualMLP(nn.Module):
-    """Residual MLP ``(x [N, dim], c_noise [N]) -> [N, dim]`` with a Fourier embedding of ``c_noise``."""
+    """Residual MLP ``(x [N, dim], c_noise [N]) -> [N, out_dim]`` with a Fourier embedding of ``c_noise``.
 
-    def __init__(self, dim, hidden=128, depth=3, embed_dim=64, embed_scale=4.0):
+    ``out_dim`` defaults to ``dim`` (a denoiser or velocity); CLD's velocity-score
+    network sees ``(x, v)`` (``dim = 2 d``) and returns ``d`` values.
+    """
+
+    def __init__(self, dim, hidden=128, depth=3, embed_dim=64, embed_scale=4.0, out_dim=None):
         super().__init__()
         self.embed = nn.Sequential(FourierEmbedding(embed_dim, embed_scale),
                                    nn.Linear(embed_dim, embed_dim), nn.SiLU())
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(ResidualBlock(hidden, embed_dim) for _ in range(depth))
-        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, out_dim or dim))
 
     def forward(self, x, c_noise):
         dtype = x.dtype

@@ -16,6 +16,12 @@ The molecule has three parts, all in fractions of the box so it fills any box:
 * a **subunit**: a compact block present in a fraction of particles
   (compositional heterogeneity).
 
+Optionally a fraction of the particles is *junk*, as picked from real
+micrographs: pure-noise images (no particle; ``JUNK_NOISE``) or projections of
+a foreign molecule (:func:`make_foreign_molecule`, a rigid double ring of
+similar mass; ``JUNK_FOREIGN``), with the same poses, shifts, CTF and noise as
+the good particles.
+
 Conventions: coordinates ``(x, y, z)`` in pixels relative to the box centre
 ``D // 2``; a rotation ``R`` places the molecule's point ``r`` at ``R @ r`` and
 the image is the projection along z (cryoDRGN's convention); a particle
@@ -46,6 +52,10 @@ MIN_BLOB_SIGMA_PX = 0.8
 HINGE_RANGE_DEG = 100.0
 #: Tri-modal state distribution: (mean, standard deviation, weight) per mode.
 STATE_MODES = ((0.15, 0.05, 0.45), (0.5, 0.05, 0.15), (0.85, 0.05, 0.40))
+#: Per-particle junk codes in :class:`ParticleTruth` and truth.h5 (``junk`` dataset).
+GOOD, JUNK_NOISE, JUNK_FOREIGN = 0, 1, 2
+#: Junk kinds accepted by :func:`sample_truth` and ``cryodiff simulate --junk``.
+JUNK_KINDS = {"noise": (JUNK_NOISE,), "foreign": (JUNK_FOREIGN,), "mixed": (JUNK_NOISE, JUNK_FOREIGN)}
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,18 @@ def make_molecule() -> Molecule:
     axis = np.array([0.0, 0.3, 1.0])
     return Molecule(core, domain, subunit, hinge, axis / np.linalg.norm(axis))
 
+
+
+def make_foreign_molecule() -> Molecule:
+    """A rigid molecule unlike :func:`make_molecule`: two stacked rings (radius
+    0.17 of the box, 0.12 apart) with about the same number of blobs.
+    Its domain and subunit are empty, so state and subunit flags do not change it."""
+    t = np.linspace(0, 2 * np.pi, 400)
+    ring = np.stack([0.17 * np.cos(t), 0.17 * np.sin(t), np.zeros_like(t)], 1)
+    beads = _resample(ring, 1.5 * BLOB_SIGMA)
+    rings = np.concatenate([beads + [0, 0, -0.06], beads + [0, 0, 0.06]])
+    empty = np.zeros((0, 3))
+    return Molecule(rings, empty, empty, np.zeros(3), np.array([0.0, 0.0, 1.0]))
 
 
 def _resample(path: np.ndarray, step: float) -> np.ndarray:
@@ -181,6 +203,7 @@ class ParticleTruth:
     rotations: np.ndarray  # [N, 3, 3], cryoDRGN convention
     shifts_px: np.ndarray  # [N, 2] re-centring shift (x, y), pixels
     ctf: np.ndarray  # [N, 9] cryoDRGN column order
+    junk: np.ndarray  # [N] uint8: GOOD, JUNK_NOISE or JUNK_FOREIGN
 
 
 def sample_truth(
@@ -191,6 +214,8 @@ def sample_truth(
     *,
     subunit_fraction: float = 0.4,
     state: float | None = None,
+    junk_fraction: float = 0.0,
+    junk_kind: str = "mixed",
     voltage_kv: float = 300.0,
     cs_mm: float = 2.7,
     amplitude_contrast: float = 0.1,
@@ -200,6 +225,8 @@ def sample_truth(
     Shifts are normal with 2 % of the box as standard deviation; defocus is
     uniform in 1.0-2.5 µm with up to 400 Å astigmatism at a uniform angle.
     ``state`` fixes every particle to one state (homogeneous data).
+    ``junk_fraction`` of the particles (chosen at random) become junk of
+    ``junk_kind`` (a key of :data:`JUNK_KINDS`; "mixed" is half of each).
     """
     states = sample_states(n, rng) if state is None else np.full(n, float(state))
     subunit = rng.random(n) < subunit_fraction
@@ -221,17 +248,23 @@ def sample_truth(
         ],
         1,
     )
-    return ParticleTruth(states, subunit, rotations, shifts, ctf)
+    junk = np.full(n, GOOD, dtype=np.uint8)
+    picked = rng.permutation(n)[: int(round(junk_fraction * n))]
+    kinds = JUNK_KINDS[junk_kind]
+    junk[picked] = np.array(kinds, dtype=np.uint8)[np.arange(len(picked)) % len(kinds)]
+    return ParticleTruth(states, subunit, rotations, shifts, ctf, junk)
 
 
 def clean_images(mol: Molecule, truth: ParticleTruth, indices: np.ndarray, box: int) -> torch.Tensor:
-    """Noise-free images for ``indices``, in the stored sign convention."""
-    proj = project(
-        mol,
-        truth.states[indices],
-        truth.subunit[indices],
-        truth.rotations[indices],
-        -truth.shifts_px[indices],  # displacement = minus the re-centring shift
-        box,
-    )
+    """Noise-free images for ``indices``, in the stored sign convention
+    (zero for pure-noise junk, the foreign molecule for foreign junk)."""
+    indices = np.asarray(indices)
+    displacements = -truth.shifts_px[indices]  # displacement = minus the re-centring shift
+    junk = truth.junk[indices]
+    proj = project(mol, truth.states[indices], truth.subunit[indices], truth.rotations[indices], displacements, box)
+    proj[torch.as_tensor(junk == JUNK_NOISE)] = 0.0
+    foreign = np.flatnonzero(junk == JUNK_FOREIGN)
+    if len(foreign):
+        proj[foreign] = project(make_foreign_molecule(), np.zeros(len(foreign)), np.zeros(len(foreign), bool),
+                                truth.rotations[indices][foreign], displacements[foreign], box)
     return -apply_ctf(proj, torch.as_tensor(truth.ctf[indices]))

@@ -27,7 +27,7 @@ import pandas as pd
 
 from recon.io import ParticleMetadata, write_star, write_volume
 from recon.io.mrc import atomic_target
-from recon.simulate import ParticleTruth, clean_images, make_molecule, render_volume, sample_truth
+from recon.simulate import GOOD, ParticleTruth, clean_images, make_molecule, render_volume, sample_truth
 
 #: Particles simulated per chunk (bounds memory for large N).
 CHUNK = 500
@@ -43,6 +43,8 @@ def write_synthetic_dataset(
     *,
     subunit_fraction: float = 0.4,
     state: float | None = None,
+    junk_fraction: float = 0.0,
+    junk_kind: str = "mixed",
     grid: int = 10,
     progress: Callable[[int], None] | None = None,
 ) -> ParticleTruth:
@@ -51,14 +53,17 @@ def write_synthetic_dataset(
     ``state`` fixes all particles to one conformation (homogeneous data set);
     ``grid`` is the number of states (evenly spaced in [0, 1]) at which
     ground-truth volumes are written, each with and without the subunit.
-    The noise level is set from the first chunk of clean images so that
+    ``junk_fraction`` of the particles are junk of ``junk_kind`` (see
+    :func:`recon.simulate.sample_truth`; truth.h5 flags them in ``junk``).
+    The noise level is set from the good particles of the first chunk so that
     signal variance / noise variance = ``snr``. Returns the per-particle truth.
     """
     outdir = Path(outdir)
     (outdir / "volumes").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     mol = make_molecule()
-    truth = sample_truth(n, box, apix, rng, subunit_fraction=subunit_fraction, state=state)
+    truth = sample_truth(n, box, apix, rng, subunit_fraction=subunit_fraction, state=state,
+                         junk_fraction=junk_fraction, junk_kind=junk_kind)
 
     noise_std = None
     with atomic_target(outdir / "particles.mrcs") as tmp:
@@ -69,7 +74,8 @@ def write_synthetic_dataset(
                 idx = np.arange(start, min(start + CHUNK, n))
                 clean = clean_images(mol, truth, idx, box).numpy()
                 if noise_std is None:
-                    noise_std = float(np.sqrt(clean.var() / snr))
+                    good = clean[truth.junk[idx] == GOOD]
+                    noise_std = float(np.sqrt((good if len(good) else clean).var() / snr))
                 mrc.data[idx] = clean + rng.normal(0.0, noise_std, clean.shape)
                 if progress is not None:
                     progress(len(idx))
@@ -102,6 +108,7 @@ def write_synthetic_dataset(
         h5["rotations"] = truth.rotations
         h5["shifts_px"] = truth.shifts_px
         h5["ctf"] = truth.ctf
+        h5["junk"] = truth.junk
         vol = h5.create_group("volumes")
         vol["state"] = np.array(states)
         vol["subunit"] = np.array(subunits, dtype=np.uint8)
@@ -114,6 +121,7 @@ def read_truth(path: str | Path) -> dict:
     """Read ``truth.h5`` into a dict of numpy arrays (volume files as str)."""
     with h5py.File(path, "r") as h5:
         out = {k: h5[k][()] for k in ("state", "subunit", "rotations", "shifts_px", "ctf")}
+        out["junk"] = h5["junk"][()] if "junk" in h5 else np.zeros(len(out["state"]), np.uint8)
         out["volumes"] = {k: h5["volumes"][k][()] for k in ("state", "subunit")}
         out["volumes"]["file"] = [f.decode() for f in h5["volumes"]["file"][()]]
         out.update(h5.attrs)

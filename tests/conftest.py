@@ -41,6 +41,21 @@ def tiny_vae_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
+@pytest.fixture(scope="session")
+def latent_mixture():
+    """A 4-D stand-in for particle latents with a known density: three anisotropic
+    components, unequal weights, away from the origin (not unit scale)."""
+    import numpy as np
+
+    from generative.mixtures import GaussianMixture
+
+    means = [[3.0, 0.0, 1.0, -2.0], [-2.0, 2.0, 0.0, 1.0], [0.0, -3.0, -1.0, 4.0]]
+    stds = [[0.5, 0.3, 0.8, 0.4], [0.4, 0.4, 0.4, 0.4], [0.6, 0.6, 0.3, 0.5]]
+    covs = [np.diag(np.square(s)) for s in stds]
+    covs[0][0, 2] = covs[0][2, 0] = 0.3  # one correlated component
+    return GaussianMixture([0.5, 0.3, 0.2], means, np.array(covs))
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op torch thread for a module of tiny-tensor tests (avoids

@@ -1,4 +1,5 @@
-"""The diffusion prior against a known 4-D, three-component Gaussian mixture:
+"""The diffusion prior against a known 4-D, three-component Gaussian mixture
+(``latent_mixture`` in conftest):
 samples, mixture weights and log-densities are compared with the exact law."""
 
 import pickle
@@ -12,32 +13,21 @@ from scipy.stats import spearmanr
 from cryodiff.prior import (CHECKPOINT, SETTINGS, WEIGHTS, default_steps, load_prior, read_latents,
                             train_prior)
 from generative.metrics import energy_distance
-from generative.mixtures import GaussianMixture
 from recon.errors import InputError
 
 N_TRAIN, N_TEST = 3000, 1000
 
 
-@pytest.fixture(scope="module")
-def mixture():
-    """Three anisotropic components, unequal weights, away from the origin (not unit scale)."""
-    means = [[3.0, 0.0, 1.0, -2.0], [-2.0, 2.0, 0.0, 1.0], [0.0, -3.0, -1.0, 4.0]]
-    stds = [[0.5, 0.3, 0.8, 0.4], [0.4, 0.4, 0.4, 0.4], [0.6, 0.6, 0.3, 0.5]]
-    covs = [np.diag(np.square(s)) for s in stds]
-    covs[0][0, 2] = covs[0][2, 0] = 0.3  # one correlated component
-    return GaussianMixture([0.5, 0.3, 0.2], means, np.array(covs))
-
-
-def _draw(mixture, n, seed):
-    return mixture.sample(n, generator=torch.Generator().manual_seed(seed))[0]
+def _draw(latent_mixture, n, seed):
+    return latent_mixture.sample(n, generator=torch.Generator().manual_seed(seed))[0]
 
 
 @pytest.fixture(scope="module")
-def trained(mixture, tmp_path_factory):
+def trained(latent_mixture, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("prior") / "prior"
-    prior = train_prior(_draw(mixture, N_TRAIN, 0).numpy(), out, steps=1200, batch_size=256)
+    prior = train_prior(_draw(latent_mixture, N_TRAIN, 0).numpy(), out, steps=1200, batch_size=256)
     yield prior, out
     torch.set_num_threads(threads)
 
@@ -47,9 +37,9 @@ def _standardised(prior, z):
 
 
 @pytest.mark.parametrize("solver", ["heun", "dpmpp_2m"])
-def test_samples_match_the_mixture_and_gaussian_does_not(mixture, trained, solver):
+def test_samples_match_the_mixture_and_gaussian_does_not(latent_mixture, trained, solver):
     prior, _ = trained
-    held, held2 = _draw(mixture, N_TEST, 1), _draw(mixture, N_TEST, 2)
+    held, held2 = _draw(latent_mixture, N_TEST, 1), _draw(latent_mixture, N_TEST, 2)
     floor = energy_distance(_standardised(prior, held), _standardised(prior, held2))
     z = prior.sample(N_TEST, solver=solver, seed=3)
     assert z.shape == (N_TEST, 4) and z.dtype == np.float32
@@ -58,15 +48,15 @@ def test_samples_match_the_mixture_and_gaussian_does_not(mixture, trained, solve
     gaussian_ratio = energy_distance(gaussian, _standardised(prior, held)) / floor
     assert ratio < 3.0, ratio
     assert gaussian_ratio > 20.0, gaussian_ratio
-    fractions = torch.bincount(mixture.assign(torch.from_numpy(z).double()), minlength=3).double() / N_TEST
-    assert (fractions - mixture.weights).abs().max() < 0.04, fractions
+    fractions = torch.bincount(latent_mixture.assign(torch.from_numpy(z).double()), minlength=3).double() / N_TEST
+    assert (fractions - latent_mixture.weights).abs().max() < 0.04, fractions
 
 
-def test_log_prob_follows_the_true_density_in_original_units(mixture, trained):
+def test_log_prob_follows_the_true_density_in_original_units(latent_mixture, trained):
     prior, _ = trained
-    held = _draw(mixture, 100, 5)
+    held = _draw(latent_mixture, 100, 5)
     estimate = prior.log_prob(held.numpy())
-    truth = mixture.log_prob(held).numpy()
+    truth = latent_mixture.log_prob(held).numpy()
     assert estimate.shape == (100,)
     assert spearmanr(estimate, truth).correlation > 0.95
     assert abs(estimate.mean() - truth.mean()) < 0.1, (estimate.mean(), truth.mean())
@@ -81,13 +71,13 @@ def test_saved_prior_gives_the_same_samples(trained):
     assert loaded.info["steps_done"] == 1200 and loaded.info["n_latents"] == N_TRAIN
 
 
-def test_resume_reaches_the_uninterrupted_prior(mixture, tmp_path):
-    z = _draw(mixture, 500, 6).numpy()
+def test_resume_reaches_the_uninterrupted_prior(latent_mixture, tmp_path):
+    z = _draw(latent_mixture, 500, 6).numpy()
     full = train_prior(z, tmp_path / "full", steps=30, batch_size=64)
     train_prior(z, tmp_path / "half", steps=15, batch_size=64)
     assert load_prior(tmp_path / "half").info["steps_done"] == 15
     resumed = train_prior(z, tmp_path / "half", steps=30, batch_size=64, resume=True)
-    for a, b in zip(full.denoiser.state_dict().values(), resumed.denoiser.state_dict().values()):
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(InputError, match="already holds a prior"):
         train_prior(z, tmp_path / "full", steps=30)

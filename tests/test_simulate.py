@@ -83,3 +83,25 @@ def test_stored_sign_convention_matches_cryodrgn():
     stored = sim.clean_images(mol, truth, np.arange(2), box)
     proj = sim.project(mol, truth.states, truth.subunit, truth.rotations, -truth.shifts_px, box)
     np.testing.assert_allclose((-stored).numpy(), sim.apply_ctf(proj, torch.as_tensor(truth.ctf)).numpy(), atol=1e-9)
+
+
+def test_junk_particles_are_pure_noise_or_a_foreign_molecule(tmp_path):
+    """--junk-fraction: the flagged particles hold no signal (noise junk) or the
+    double ring (foreign junk), at the same noise level as the good ones."""
+    truth = write_synthetic_dataset(tmp_path, n=400, box=32, apix=6.0, snr=0.5, seed=2, grid=2,
+                                    junk_fraction=0.2, junk_kind="mixed")
+    junk = read_truth(tmp_path / "truth.h5")["junk"]
+    np.testing.assert_array_equal(junk, truth.junk)
+    assert np.bincount(junk).tolist() == [320, 40, 40]
+    images = np.asarray(read_particles(tmp_path / "particles.star").images[np.arange(400)])
+    noise_var = read_truth(tmp_path / "truth.h5")["noise_std"] ** 2
+    assert abs(images[junk == sim.JUNK_NOISE].var() / noise_var - 1) < 0.02
+    assert images[junk == sim.GOOD].var() / noise_var == pytest.approx(1.5, rel=0.05)  # SNR 0.5
+    clean = sim.clean_images(sim.make_molecule(), truth, np.arange(400), 32).numpy()
+    assert np.abs(clean[junk == sim.JUNK_NOISE]).max() == 0
+    foreign = np.flatnonzero(junk == sim.JUNK_FOREIGN)[0]
+    good_twin = sim.clean_images(sim.make_molecule(), sim.ParticleTruth(
+        truth.states, truth.subunit, truth.rotations, truth.shifts_px, truth.ctf, np.zeros(400, np.uint8)),
+        np.array([foreign]), 32).numpy()[0]
+    assert clean[foreign].std() > 0.5 * good_twin.std()  # similar mass ...
+    assert _corr(clean[foreign], good_twin) < 0.5  # ... but another molecule in the same pose

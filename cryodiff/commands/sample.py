@@ -1,9 +1,15 @@
 """Sample latents (and optionally volumes) from a trained diffusion prior.
 
 Writes -o (.txt, one latent per row, or .npy) with N latents in the units of
-the VAE's latent space, drawn by integrating the probability-flow ODE with
---solver over --steps intervals (default per solver: heun 18, dpmpp_2m 25,
-euler 50, ddim 50, genie 12). The same --seed gives the same latents.
+the VAE's latent space, drawn with --solver over --steps intervals. Solvers
+(default first, default steps in brackets) by the prior's formulation:
+
+    edm   dpmpp_2m (25), heun (18), euler (50), ddim (50), genie (12)
+    flow  flow_heun (18), flow_euler (50), dpmpp_2m, heun, euler, ddim
+    cld   sscs (100), euler_maruyama (400)
+
+("dpmpp" and "em" are short for dpmpp_2m and euler_maruyama). The same --seed
+gives the same latents.
 
 --compare-gaussian also writes N draws of the VAE's own prior N(0, I) (the
 usual way to sample a VAE) to the same name with .gaussian before the
@@ -29,12 +35,10 @@ log = logging.getLogger("cryodiff.sample")
 
 
 def add_args(parser):
-    from cryodiff.prior import SOLVER_STEPS
-
     parser.add_argument("prior", help="prior directory written by cryodiff train-prior")
     parser.add_argument("-n", type=int, required=True, help="number of latents")
     parser.add_argument("-o", "--output", required=True, help="latents file (.txt or .npy)")
-    parser.add_argument("--solver", default="heun", choices=list(SOLVER_STEPS), help="ODE solver (default: %(default)s)")
+    parser.add_argument("--solver", help="solver (default: the prior's first; see above)")
     parser.add_argument("--steps", type=int, help="solver steps (default: per solver)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--compare-gaussian", action="store_true", help="also write N(0, I) latents to <output>.gaussian.<suffix>")

@@ -4,7 +4,8 @@ The molecule has a domain that swings along a continuous state coordinate
 (tri-modal distribution) and a subunit present in a fraction of particles.
 Poses are uniform, shifts and defocus vary per particle, and white noise is
 added at the requested signal-to-noise ratio (signal variance over the whole
-box / noise variance). Writes OUTDIR/particles.mrcs, particles.star (RELION
+box / noise variance). --junk-fraction adds junk particles (pure noise and/or
+a foreign molecule) to test particle-quality scores. Writes OUTDIR/particles.mrcs, particles.star (RELION
 3.1), volumes/*.mrc (ground truth on a grid of states) and truth.h5.
 """
 
@@ -33,6 +34,14 @@ def add_args(parser):
     parser.add_argument(
         "--state", type=float, help="put every particle in this state (0-1): a homogeneous data set"
     )
+    parser.add_argument(
+        "--junk-fraction", type=float, default=0.0,
+        help="fraction of particles replaced by junk, flagged in truth.h5 'junk' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--junk", choices=("noise", "foreign", "mixed"), default="mixed",
+        help="junk kind: pure-noise images, a foreign molecule (two rings), or half of each (default: %(default)s)",
+    )
 
 
 def check_args(args) -> None:
@@ -42,6 +51,8 @@ def check_args(args) -> None:
         raise InputError("--box", f"box must be even and at least 16 px, got {args.box}", "pass e.g. -D 64")
     if args.apix <= 0 or args.snr <= 0:
         raise InputError("--apix/--snr", "pixel size and SNR must be positive", "pass e.g. --apix 3 --snr 0.1")
+    if not 0 <= args.junk_fraction < 1:
+        raise InputError("--junk-fraction", f"must lie in [0, 1), got {args.junk_fraction}", "pass e.g. 0.1")
     if not 0 <= args.subunit_fraction <= 1 or (args.state is not None and not 0 <= args.state <= 1):
         raise InputError("--subunit-fraction/--state", "must lie in [0, 1]", "pass a fraction such as 0.4")
 
@@ -62,6 +73,8 @@ def run(args) -> None:
             seed=args.seed,
             subunit_fraction=args.subunit_fraction,
             state=args.state,
+            junk_fraction=args.junk_fraction,
+            junk_kind=args.junk,
             progress=bar.update,
         )
     log.info("wrote %s/particles.star, particles.mrcs, volumes/ and truth.h5", outdir)

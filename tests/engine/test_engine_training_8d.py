@@ -7,7 +7,6 @@ largest error of the mixture weights under the exact component assignment.
 
 import pytest
 import torch
-from torch import nn
 
 from generative.adapters import from_velocity
 from generative.cld import CLD, VelocityScore, cld_times, cld_training_times, hsm_loss, sample_sscs
@@ -61,8 +60,7 @@ def _samples(formulation, mixture):
         grid = flow_sigmas(40)
         return sample(from_velocity(model), grid[0] * torch.randn(N, 8, generator=g), grid.float(),
                       "flow_heun")
-    net = ResidualMLP(16, hidden=128)  # input (x, v / sqrt(M)); output eps_v
-    net.out[-1] = nn.Linear(128, 8)
+    net = ResidualMLP(16, hidden=128, out_dim=8)  # input (x, v / sqrt(M)); output eps_v
 
     def loss(model, batch, g):
         return hsm_loss(model.eps, batch, cld_training_times(len(batch), generator=g), generator=g)
