@@ -11,15 +11,18 @@ latents (N/2 of each, to compare with the floor at equal sample size):
   mean true state and the majority subunit flag of its 10 nearest particle
   latents; 1-Wasserstein distance of the state histogram (10 bins on [0, 1])
   to the true one (acceptance <= 0.05) and subunit fraction (within 0.03);
-* the time to draw 10,000 latents with each solver and step count.
+* for every solver of the formulation and a range of steps: the energy distance
+  to the data latents (as a multiple of the floor) and the time to draw
+  10,000 latents.
 
-    python benchmarks/prior.py --n 3000 --box 32 --snr 0.5 --epochs 10
+    python benchmarks/prior.py --n 3000 --box 32 --snr 0.5 --epochs 10 --formulations edm flow cld
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +38,10 @@ from recon.io import read_particles
 from recon.synthetic import read_truth, write_synthetic_dataset
 from recon.training import TrainingData, TrainSettings, train_vae
 from recon.vae import Architecture
+
+
+#: Steps swept per formulation (grid intervals; CLD's stochastic solvers need more).
+STEPS = {"edm": (5, 10, 15, 20, 30, 50), "flow": (5, 10, 15, 20, 30, 50), "cld": (25, 50, 100, 200, 400)}
 
 
 def implied_truth(samples: np.ndarray, z: np.ndarray, truth: dict, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +74,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--prior-steps", type=int, help="default: the prior's own default for N and zdim")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--formulations", nargs="+", default=["edm"], choices=["edm", "flow", "cld"])
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,36 +90,47 @@ def main() -> None:
 
         z = load_run(work / "vae").z_mu.astype(np.float64)
         truth = read_truth(work / "data" / "truth.h5")
-        start = time.perf_counter()
-        train_prior(z.astype(np.float32), work / "prior", steps=args.prior_steps, seed=args.seed)
-        prior_seconds = time.perf_counter() - start
-        prior = load_prior(work / "prior")
-
         scale = z.std(0)
         rng = np.random.default_rng(args.seed)
         order = rng.permutation(len(z))
         half_a, half_b = z[order[: len(z) // 2]], z[order[len(z) // 2 : 2 * (len(z) // 2)]]
         floor = float(energy_distance(torch.as_tensor(half_b / scale), torch.as_tensor(half_a / scale)))
-        samples = prior.sample(len(half_a), solver="heun", steps=32, seed=args.seed).astype(np.float64)
         gaussian = rng.normal(size=half_a.shape)
-        timings = []
-        for solver, steps in (("dpmpp_2m", 10), ("dpmpp_2m", 15), ("heun", 8), ("euler", 20)):
-            prior.sample(100, solver=solver, steps=steps)
-            tic = time.perf_counter()
-            prior.sample(10000, solver=solver, steps=steps)
-            timings.append({"solver": solver, "steps": steps, "seconds_for_10000": time.perf_counter() - tic})
+        priors = {}
+        for formulation in args.formulations:
+            start = time.perf_counter()
+            train_prior(z.astype(np.float32), work / formulation, steps=args.prior_steps, seed=args.seed,
+                        formulation=formulation)
+            priors[formulation] = {"train_seconds": time.perf_counter() - start,
+                                   **evaluate(load_prior(work / formulation), z, half_a, truth, scale, floor, args.seed)}
 
-    true_states = {"state_histogram_w1": 0.0, "subunit_fraction": float(truth["subunit"].mean())}
     print(json.dumps({
         "n_particles": args.n, "box": args.box, "snr": args.snr, "vae_epochs": args.epochs,
-        "threads": torch.get_num_threads(), "prior_train_seconds": prior_seconds,
+        "threads": torch.get_num_threads(),
         "energy_distance_floor_two_halves": floor,
-        "truth": true_states,
-        "prior": landscape_scores(samples, z, half_a, truth, scale),
+        "truth": {"state_histogram_w1": 0.0, "subunit_fraction": float(truth["subunit"].mean())},
         "gaussian_N01": landscape_scores(gaussian, z, half_a, truth, scale),
-        "sampling": timings,
+        "priors": priors,
     }, indent=1))
 
+
+def evaluate(prior, z, half_a, truth, scale, floor, seed) -> dict:
+    """Landscape scores of the prior's default solver, and for every solver and
+    number of steps the energy distance to the data (as a multiple of the floor)
+    and the time to draw 10,000 latents."""
+    samples = prior.sample(len(half_a), seed=seed).astype(np.float64)
+    sweep = []
+    for solver in prior.solvers:
+        for steps in STEPS[prior.formulation]:
+            drawn = prior.sample(len(half_a), solver=solver, steps=steps, seed=seed + 1)
+            ed = float(energy_distance(torch.as_tensor(drawn / scale), torch.as_tensor(half_a / scale)))
+            tic = time.perf_counter()
+            prior.sample(10000, solver=solver, steps=steps)
+            sweep.append({"solver": solver, "steps": steps, "energy_distance_over_floor": ed / floor,
+                          "seconds_for_10000": time.perf_counter() - tic})
+            print(json.dumps(sweep[-1]), file=sys.stderr, flush=True)
+    return {"default_solver": next(iter(prior.solvers)), "scores": landscape_scores(samples, z, half_a, truth, scale),
+            "steps_sweep": sweep}
 
 if __name__ == "__main__":
     main()
