@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,9 +34,10 @@ from recon.simulate import GOOD, JUNK_FOREIGN, JUNK_NOISE
 from recon.synthetic import read_truth
 
 
-def cryodiff(*argv: str) -> None:
-    """Run one cryodiff command, its progress on stderr; stop on failure."""
-    subprocess.run([sys.executable, "-m", "cryodiff.cli.main", *argv], check=True, stdout=sys.stderr)
+def cryodiff(*argv: str, threads: int) -> None:
+    """Run one cryodiff command on ``threads`` CPU threads, its progress on stderr; stop on failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-m", "cryodiff.cli.main", *argv], check=True, stdout=sys.stderr, env=env)
 
 
 def aucs(outlier_score: np.ndarray, junk: np.ndarray) -> dict:
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--zdim", type=int, default=8)
     parser.add_argument("--prior-steps", type=int, help="default: the prior's own default for N and zdim")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads per command")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,12 +69,15 @@ def main() -> None:
         start = time.time()
         cryodiff("simulate", str(work / "data"), "--n", str(args.n), "--box", str(args.box),
                  "--apix", str(3.0 * 64 / args.box), "--snr", str(args.snr), "--seed", str(args.seed),
-                 "--junk-fraction", str(args.junk_fraction), "--junk", "mixed")
+                 "--junk-fraction", str(args.junk_fraction), "--junk", "mixed", threads=args.threads)
         cryodiff("train-vae", str(work / "data" / "particles.star"), "-o", str(work / "vae"), "--zdim", str(args.zdim),
-                 "-n", str(args.epochs), "-b", "32", "--enc-dim", "256", "--dec-dim", "256", "--seed", str(args.seed))
+                 "-n", str(args.epochs), "-b", "32", "--enc-dim", "256", "--dec-dim", "256", "--seed", str(args.seed),
+                 threads=args.threads)
         steps = ["--steps", str(args.prior_steps)] if args.prior_steps else []
-        cryodiff("train-prior", str(work / "vae"), "-o", str(work / "prior"), "--seed", str(args.seed), *steps)
-        cryodiff("score-particles", str(work / "prior"), "--run", str(work / "vae"), "-o", str(work / "scores.h5"))
+        cryodiff("train-prior", str(work / "vae"), "-o", str(work / "prior"), "--seed", str(args.seed), *steps,
+                 threads=args.threads)
+        cryodiff("score-particles", str(work / "prior"), "--run", str(work / "vae"), "-o", str(work / "scores.h5"),
+                 threads=args.threads)
         seconds = time.time() - start
 
         junk = read_truth(work / "data" / "truth.h5")["junk"]

@@ -34,7 +34,7 @@ def _save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def _point_style(n: int) -> dict:
+def point_style(n: int) -> dict:
     """Marker size and opacity that keep clouds of ``n`` points readable."""
     return {"s": float(np.clip(8000 / n, 1, 12)), "alpha": float(np.clip(1500 / n, 0.08, 0.7)), "linewidths": 0, "rasterized": True}
 
@@ -83,7 +83,7 @@ def plot_latent_scatter(
     """Particles ``xy`` [N, 2] coloured by k-means cluster, centres ``[K, 2]`` numbered."""
     k = len(centres)
     fig, ax = plt.subplots(figsize=(6, 5.6), dpi=120)
-    ax.scatter(xy[:, 0], xy[:, 1], c=cluster_colours(k)[labels], **_point_style(len(xy)))
+    ax.scatter(xy[:, 0], xy[:, 1], c=cluster_colours(k)[labels], **point_style(len(xy)))
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(f"{title}: {len(xy)} particles, colour = k-means cluster (K = {k})", fontsize=10)

@@ -1,0 +1,158 @@
+"""The Latent explorer, driven as a user would: open a run, click the plot, sample, compute and export a path."""
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from cryodiff.napari._latent_plot import GAUSSIAN, PARTICLE, PATH, PRIOR
+from cryodiff.napari._widget import PATH_LAYER, VOLUME_LAYER
+from recon.io import read_volume
+from recon.run import load_run
+
+
+@pytest.fixture(scope="module")
+def run(tiny_vae_run):
+    return load_run(tiny_vae_run)
+
+
+def _open(explorer, wait_idle, run_path, prior=None):
+    explorer.load(run_path, prior)
+    wait_idle(explorer)
+    assert explorer.loaded is not None, explorer.status.text()
+
+
+def _click(qtbot, explorer, xy):
+    qtbot.mouseClick(explorer.plot, Qt.MouseButton.LeftButton, pos=explorer.plot.position_of(xy))
+
+
+def test_click_shows_that_particles_volume(explorer, viewer, qtbot, wait_idle, tiny_vae_run, run):
+    _open(explorer, wait_idle, tiny_vae_run)
+    assert explorer.loaded.prior is None and not explorer.prior_group.isEnabled()
+    layer = viewer.layers[VOLUME_LAYER]  # the first volume appears without a click
+    assert viewer.dims.ndisplay == 3 and layer.rendering == "iso"
+    xy = explorer.plot.points(PARTICLE)
+    assert xy.shape == (len(run.z_mu), 2)
+    row = int(np.argmax(xy[:, 0]))  # the right-most particle: nothing hides it
+    _click(qtbot, explorer, xy[row])
+    wait_idle(explorer)
+    assert layer.metadata["label"].startswith(f"particle {row} ")
+    np.testing.assert_allclose(layer.data, run.volume(run.z_mu[row]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.scale, [run.apix] * 3)
+    assert len(viewer.layers) == 1  # updated in place
+    assert f"red: particle {row} " in viewer.canvas.overlays.text.text  # the canvas says what it shows
+
+
+def test_smaller_box_and_stale_requests(explorer, viewer, wait_idle, tiny_vae_run, run):
+    _open(explorer, wait_idle, tiny_vae_run)
+    explorer.box_box.setCurrentIndex(explorer.box_box.findData(8))
+    wait_idle(explorer)
+    dropped = explorer.decoder.dropped
+    for row in (3, 4, 5, 6, 7):  # faster than they can be decoded: 4, 5, 6 never run, 3's result is stale
+        explorer.show_point(PARTICLE, row)
+    wait_idle(explorer)
+    assert explorer.decoder.dropped - dropped == 4
+    layer = viewer.layers[VOLUME_LAYER]
+    assert layer.metadata["label"].startswith("particle 7 ") and layer.data.shape == (8, 8, 8)
+    np.testing.assert_allclose(layer.data, run.volume(run.z_mu[7], 8), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.scale, [run.apix_at(8)] * 3)
+    assert run.apix_at(8) == pytest.approx(2 * run.apix)
+
+
+def test_graph_path_plays_as_4d_layer_and_exports(explorer, viewer, wait_idle, tiny_vae_run, run, tmp_path):
+    _open(explorer, wait_idle, tiny_vae_run)
+    assert explorer.method_box.currentText() == "graph through the particles"  # no prior: no PF-ODE
+    explorer.compute_path()
+    wait_idle(explorer)
+    steps = len(explorer.path)
+    layer = viewer.layers[PATH_LAYER]
+    assert steps >= 2 and layer.data.shape == (steps, 16, 16, 16)
+    np.testing.assert_allclose(layer.scale, [1.0] + [run.apix] * 3)
+    assert viewer.dims.axis_labels[0] == "path step" and viewer.dims.nsteps[0] == steps
+    assert explorer.plot.points(PATH).shape == (steps, 2)
+    np.testing.assert_allclose(layer.data[-1], run.volume(explorer.path[-1]), rtol=1e-5, atol=1e-6)
+
+    files = explorer.export_volumes(tmp_path / "path")
+    assert len(files) == steps
+    volume, apix = read_volume(files[1])
+    assert apix == pytest.approx(run.apix)
+    np.testing.assert_allclose(volume, layer.data[1], rtol=1e-6)
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "path" / "z.txt"), explorer.path, rtol=1e-6)
+
+    import imageio.v3 as iio
+
+    gif = explorer.export_movie(tmp_path / "path.gif")
+    assert iio.imread(gif, index=None).shape[0] == steps
+
+
+def test_prior_samples_and_pf_ode_path(explorer, viewer, qtbot, wait_idle, tiny_vae_run, tiny_prior, run):
+    _open(explorer, wait_idle, tiny_vae_run, tiny_prior)
+    assert explorer.prior_group.isEnabled()
+    explorer.sample_prior(30)
+    wait_idle(explorer)
+    assert explorer.plot.points(PRIOR).shape == (30, 2) and explorer.plot.points(GAUSSIAN).shape == (30, 2)
+    assert "N(0, I) samples" in explorer.sample_status.text()
+    explorer.show_point(PRIOR, 4)
+    wait_idle(explorer)
+    layer = viewer.layers[VOLUME_LAYER]
+    assert layer.metadata["label"] == "prior sample 4"
+    np.testing.assert_allclose(layer.data, run.volume(explorer.samples.prior[4]), rtol=1e-5, atol=1e-6)
+
+    explorer.set_path_end(explorer.start_box, "prior sample 4", explorer.samples.prior[4])
+    explorer.n_steps.setValue(5)
+    assert explorer.method_box.currentText() == "PF-ODE through the prior"
+    explorer.compute_path()
+    wait_idle(explorer)
+    assert viewer.layers[PATH_LAYER].data.shape == (5, 16, 16, 16)
+    np.testing.assert_allclose(explorer.path[0], explorer.samples.prior[4], atol=0.05)
+
+
+def test_plugin_menu_opens_the_explorer_on_the_open_run(viewer, tiny_vae_run):
+    from cryodiff.napari._widget import ExplorerWidget
+
+    viewer.open(str(tiny_vae_run), plugin="cryodiff")
+    _, widget = viewer.window.add_plugin_dock_widget("cryodiff", "Latent explorer")  # as Plugins ▸ Latent explorer
+    assert isinstance(widget, ExplorerWidget) and widget.run_edit.text() == str(tiny_vae_run)
+
+
+def test_drag_follows_the_mouse(explorer, viewer, qtbot, wait_idle, tiny_vae_run, run):
+    _open(explorer, wait_idle, tiny_vae_run)
+    xy = explorer.plot.points(PARTICLE)
+    left, right = int(np.argmin(xy[:, 0])), int(np.argmax(xy[:, 0]))
+    button = Qt.MouseButton.LeftButton
+    qtbot.mousePress(explorer.plot, button, pos=explorer.plot.position_of(xy[left]))
+    qtbot.mouseMove(explorer.plot, pos=explorer.plot.position_of(xy[[left, right]].mean(0)))
+    qtbot.mouseMove(explorer.plot, pos=explorer.plot.position_of(xy[right]))
+    qtbot.mouseRelease(explorer.plot, button, pos=explorer.plot.position_of(xy[right]))
+    wait_idle(explorer)
+    layer = viewer.layers[VOLUME_LAYER]
+    assert layer.metadata["label"].startswith(f"particle {right} ")
+    np.testing.assert_allclose(layer.data, run.volume(run.z_mu[right]), rtol=1e-5, atol=1e-6)
+
+
+def test_umap_and_density_from_saved_analysis(explorer, wait_idle, tiny_vae_run, tmp_path, run):
+    import shutil
+
+    from cryodiff.cli.main import main
+
+    copy = shutil.copytree(tiny_vae_run, tmp_path / "run")
+    assert main(["analyze", str(copy), "--skip-vol", "--skip-umap", "--pc", "0"]) == 0
+    umap = np.random.default_rng(2).standard_normal((len(run.z_mu), 2)).astype(np.float32)
+    np.save(copy / "analyze" / "umap.npy", umap)  # stands in for a UMAP (computing one takes ~20 s)
+    _open(explorer, wait_idle, copy)
+    explorer.kind_box.setCurrentText("UMAP")
+    wait_idle(explorer)
+    np.testing.assert_array_equal(explorer.plot.points(PARTICLE), umap)
+    explorer.colour_box.setCurrentText("density")
+    assert explorer.plot._ax.get_xlabel() == "UMAP1" and len(explorer.plot.figure.axes) == 2  # plot and colour bar
+
+
+def test_missing_run_is_reported(explorer, viewer, wait_idle, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    messages = []
+    notification_manager.notification_ready.connect(lambda event: messages.append(str(event.message)))
+    explorer.load(tmp_path / "nothing")
+    wait_idle(explorer)
+    assert explorer.loaded is None and "config.json missing" in explorer.status.text()
+    assert len(viewer.layers) == 0
+    assert any("nothing" in m and "Fix:" in m for m in messages), messages
