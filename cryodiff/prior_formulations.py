@@ -45,7 +45,7 @@ SIGMA_MIN, SIGMA_MAX = 0.002, 80.0  # Karras grid ends, standardised units
 #: chosen from the error-vs-steps measurements in docs/prior.md.
 SOLVER_STEPS = {
     "edm": {"dpmpp_2m": 25, "heun": 18, "euler": 50, "ddim": 50, "genie": 12},
-    "flow": {"flow_heun": 18, "flow_euler": 50, "dpmpp_2m": 25, "heun": 18, "euler": 50, "ddim": 50},
+    "flow": {"flow_heun": 8, "flow_euler": 50, "dpmpp_2m": 25, "heun": 18, "euler": 50, "ddim": 50},
     "cld": {"sscs": 100, "euler_maruyama": 400},
 }
 #: Short solver names accepted everywhere.

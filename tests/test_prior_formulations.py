@@ -52,7 +52,7 @@ def _quality(prior, mixture, z):
 
 
 def test_default_solver_samples_the_mixture(latent_mixture, trained):
-    """Measured ratios: flow (flow_heun, 18 steps) 0.8, cld (sscs, 100 steps) 0.9."""
+    """Default solvers: flow_heun (8 steps) for flow, sscs (100 steps) for cld."""
     prior, _ = trained
     z = prior.sample(N_TEST, seed=3)
     ratio, weight_err = _quality(prior, latent_mixture, z)

@@ -5,7 +5,7 @@ the VAE's latent space, drawn with --solver over --steps intervals. Solvers
 (default first, default steps in brackets) by the prior's formulation:
 
     edm   dpmpp_2m (25), heun (18), euler (50), ddim (50), genie (12)
-    flow  flow_heun (18), flow_euler (50), dpmpp_2m, heun, euler, ddim
+    flow  flow_heun (8), flow_euler (50), dpmpp_2m, heun, euler, ddim
     cld   sscs (100), euler_maruyama (400)
 
 ("dpmpp" and "em" are short for dpmpp_2m and euler_maruyama). The same --seed
