@@ -49,6 +49,7 @@ from torch import nn
 from cryodiff import prior_formulations as formulations
 from generative.likelihood import log_likelihood
 from generative.schedules import karras_sigmas
+from generative.dp_trainer import DPTrainer
 from generative.trainer import Trainer
 from recon.errors import InputError
 from recon.io.mrc import atomic_target
@@ -69,6 +70,12 @@ class PriorSettings:
     ``p_mean``/``p_std``: EDM log-normal training noise levels (standardised
     units); ``seed``: network initialisation and per-step batches and noise;
     ``formulation``: ``edm``, ``flow`` or ``cld`` (:mod:`cryodiff.prior_formulations`).
+    ``dp_epsilon``/``dp_delta``: train with differential privacy for the
+    particles (DP-SGD, :class:`generative.dp_trainer.DPTrainer`: Poisson batches
+    of expected size ``batch_size``, per-latent clipping to norm 1, noise
+    calibrated so that ``steps`` steps spend at most ``(dp_epsilon, dp_delta)``
+    by the RDP accountant, ``dp_noise_draws`` loss draws per latent); ``None``
+    trains without privacy.
     """
 
     hidden: int
@@ -82,6 +89,9 @@ class PriorSettings:
     p_std: float
     seed: int
     formulation: str = "edm"
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
+    dp_noise_draws: int = 4
 
 
 def default_steps(n: int, zdim: int) -> int:
@@ -97,12 +107,17 @@ def default_network(zdim: int) -> tuple[int, int, int]:
 
 
 def default_settings(n: int, zdim: int, *, steps: int | None = None, batch_size: int = 512,
-                     lr: float = 1e-3, seed: int = 0, formulation: str = "edm") -> PriorSettings:
-    """Settings for ``n`` latents of dimension ``zdim``; the EMA averages the last ~10% of the steps."""
+                     lr: float = 1e-3, seed: int = 0, formulation: str = "edm",
+                     dp_epsilon: float | None = None, dp_delta: float | None = None) -> PriorSettings:
+    """Settings for ``n`` latents of dimension ``zdim``; the EMA averages the last ~10% of the steps.
+    With ``dp_epsilon``, ``dp_delta`` defaults to ``0.1 / n`` (below 1 / n, as DP requires)."""
     steps = default_steps(n, zdim) if steps is None else steps
     hidden, depth, embed_dim = default_network(zdim)
     ema_decay = min(max(1 - 10 / steps, 0.99), 0.9999)
-    return PriorSettings(hidden, depth, embed_dim, steps, batch_size, lr, ema_decay, -1.2, 1.2, seed, formulation)
+    if dp_epsilon is not None and dp_delta is None:
+        dp_delta = 0.1 / n
+    return PriorSettings(hidden, depth, embed_dim, steps, batch_size, lr, ema_decay, -1.2, 1.2, seed, formulation,
+                         dp_epsilon, dp_delta)
 
 
 # ----------------------------------------------------------------------------- reading latents
@@ -307,13 +322,15 @@ def _check_resume(out: Path, record: dict) -> None:
     if not same_data:
         raise InputError(out, "the latents differ from those the prior was trained on", "resume with the original latents, or train a new prior")
     previous = asdict(PriorSettings(**old["settings"]))  # fills settings added since (e.g. formulation)
+    private = record["settings"]["dp_epsilon"] is not None  # its noise was calibrated for the planned steps
     for key, value in record["settings"].items():
-        if key not in ("steps", "ema_decay") and previous[key] != value:
+        if (private or key not in ("steps", "ema_decay")) and previous[key] != value:
             raise InputError(out, f"setting {key} differs from the prior being resumed ({previous[key]} != {value})", "resume with the original settings")
 
 
 def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch_size: int = 512, lr: float = 1e-3,
-                seed: int = 0, formulation: str = "edm", resume: bool = False, source: str | None = None, progress: bool = False,
+                seed: int = 0, formulation: str = "edm", dp_epsilon: float | None = None,
+                dp_delta: float | None = None, resume: bool = False, source: str | None = None, progress: bool = False,
                 log_every: int = 100, checkpoint_every: int = 1000) -> Prior:
     """Train (or resume) a diffusion prior on ``latents [N, zdim]`` (original units) into ``out_dir``.
 
@@ -321,7 +338,9 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
     state in ``out_dir/checkpoint.pt`` is loaded and training continues to
     ``steps`` (a resumed run reaches the weights of an uninterrupted one).
     ``source`` is recorded in ``prior.json``; ``formulation`` is ``edm``,
-    ``flow`` or ``cld``. Returns the trained prior (EMA weights).
+    ``flow`` or ``cld``; ``dp_epsilon`` (and ``dp_delta``) train with
+    differential privacy (:class:`PriorSettings`), and ``prior.json`` then
+    records the privacy spent. Returns the trained prior (EMA weights).
     """
     if formulation not in formulations.FORMULATIONS:
         raise InputError("--formulation", f"unknown formulation {formulation!r}", f"use one of {', '.join(formulations.FORMULATIONS)}")
@@ -330,7 +349,7 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
     out = Path(out_dir)
     mean, std = standardisation(z, where)
     settings = default_settings(len(z), z.shape[1], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                formulation=formulation)
+                                formulation=formulation, dp_epsilon=dp_epsilon, dp_delta=dp_delta)
     record = _record(z.shape[1], len(z), mean, std, settings, source, 0)
     if resume:
         if not (out / CHECKPOINT).is_file() or not (out / SETTINGS).is_file():
@@ -341,13 +360,17 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
     else:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / SETTINGS, record)
-    trainer = _trainer(z, mean, std, settings, out, progress, log_every, checkpoint_every)
+    try:
+        trainer = _trainer(z, mean, std, settings, out, progress, log_every, checkpoint_every)
+    except ValueError as err:  # a privacy target that cannot be met (DPTrainer checks before any step)
+        raise InputError("--dp-epsilon/--dp-delta", str(err), "see cryodiff train-prior --help") from None
     if resume:
         trainer.load(str(out / CHECKPOINT))
     trainer.fit(settings.steps)
     with atomic_target(out / WEIGHTS) as tmp:
         torch.save({"ema": trainer.ema.state_dict()}, tmp)
-    _write_json(out / SETTINGS, {**record, "steps_done": trainer.step})
+    privacy = {"privacy": trainer.privacy_report()} if settings.dp_epsilon is not None else {}
+    _write_json(out / SETTINGS, {**record, "steps_done": trainer.step, **privacy})
     return load_prior(out)
 
 
@@ -364,9 +387,14 @@ def _trainer(z, mean, std, settings: PriorSettings, out: Path, progress: bool, l
     def loss_fn(model_, batch, g):
         return formulations.training_loss(settings.formulation, model_, batch, g, settings.p_mean, settings.p_std)
 
-    return Trainer(model, loss_fn, batch_fn, lr=settings.lr, ema_decay=settings.ema_decay, grad_clip=1.0,
-                   seed=settings.seed, checkpoint_path=str(out / CHECKPOINT), checkpoint_every=checkpoint_every,
-                   log_path=str(out / LOG), log_every=log_every, progress=progress)
+    common = dict(lr=settings.lr, ema_decay=settings.ema_decay, seed=settings.seed,
+                  checkpoint_path=str(out / CHECKPOINT), checkpoint_every=checkpoint_every,
+                  log_path=str(out / LOG), log_every=log_every, progress=progress)
+    if settings.dp_epsilon is not None:
+        return DPTrainer(model, loss_fn, lambda rows: u[rows], len(u), sample_rate=min(settings.batch_size / len(u), 1.0),
+                         delta=settings.dp_delta, target_epsilon=settings.dp_epsilon, steps=settings.steps,
+                         max_grad_norm=1.0, noise_draws=settings.dp_noise_draws, **common)
+    return Trainer(model, loss_fn, batch_fn, grad_clip=1.0, **common)
 
 
 def _read_settings(path: Path) -> dict:

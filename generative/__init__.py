@@ -23,6 +23,9 @@ from .schedules import (flow_shift, flow_sigma, flow_sigmas, flow_time, karras_s
                         resolution_shift, vp_sigma, vp_sigmas, vp_time)
 from .trainer import Trainer
 from .unet import Labelled, UNet, drop_labels
+from . import privacy
+from .dp import add_noise, clip_and_sum, per_example_gradients, poisson_indices
+from .dp_trainer import DPTrainer
 
 __all__ = [
     "SOLVERS", "FourierEmbedding", "GaussianMixture", "GenieHead", "Preconditioned", "ResidualMLP",
@@ -36,4 +39,6 @@ __all__ = [
     "CLD", "VelocityScore", "cld_pf_ode_drift", "cld_times", "cld_training_times",
     "gaussian_velocity_score", "hsm_loss", "mixture_velocity_score", "sample_cld_euler_maruyama",
     "sample_cld_pf_ode", "sample_sscs",
+    # differentially private training (DP-SGD; see generative.dp and generative.privacy)
+    "DPTrainer", "add_noise", "clip_and_sum", "per_example_gradients", "poisson_indices", "privacy",
 ]

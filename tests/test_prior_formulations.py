@@ -87,3 +87,25 @@ def test_sample_cli_takes_the_formulations_solvers(trained, tmp_path, fails_with
     wrong = {"flow": "sscs", "cld": "heun"}[prior.formulation]
     fails_with_one_line(["sample", str(out), "-n", "5", "--solver", wrong, "-o", str(tmp_path / "w.npy")],
                         wrong, "does not sample a", prior.formulation)
+
+
+def test_private_prior_records_the_epsilon_it_spent(latent_mixture, tmp_path, capsys, fails_with_one_line):
+    """--dp-epsilon: DP-SGD through the same loss; prior.json reports the epsilon
+    of opacus's RDP accountant for the steps taken, within the target."""
+    import json
+
+    from generative.privacy import epsilon
+
+    z = _draw(latent_mixture, 1000, 0).numpy()
+    np.save(tmp_path / "z.npy", z)
+    assert main(["train-prior", str(tmp_path / "z.npy"), "-o", str(tmp_path / "prior"), "--steps", "40",
+                 "-b", "100", "--dp-epsilon", "8"]) == 0
+    report = json.loads((tmp_path / "prior" / "prior.json").read_text())["privacy"]
+    assert report["steps"] == 40 and report["delta"] == pytest.approx(1e-4) and report["sample_rate"] == 0.1
+    assert report["epsilon"] <= 8.0
+    assert report["epsilon"] == pytest.approx(epsilon(report["noise_multiplier"], 0.1, 40, 1e-4), rel=1e-9)
+    assert load_prior(tmp_path / "prior").sample(10).shape == (10, 4)
+    capsys.readouterr()  # the training's own messages
+    fails_with_one_line(["train-prior", str(tmp_path / "z.npy"), "-o", str(tmp_path / "p2"), "--steps", "40",
+                         "--dp-epsilon", "8", "--dp-delta", "0.01"], "--dp-epsilon", "delta")
+    assert not (tmp_path / "p2" / "prior.pt").exists()

@@ -7,7 +7,9 @@ with a numpy-only unpickler, so a pickle cannot run code) or an .npy array
 trained on them with an exponential moving average of its weights, as an EDM
 denoiser (default), a rectified-flow velocity (--formulation flow) or a
 critically damped Langevin velocity score (--formulation cld; sampled with
-SSCS, no likelihoods or PF-ODE paths). PRIOR (a directory) receives prior.json (standardisation and
+SSCS, no likelihoods or PF-ODE paths). --dp-epsilon trains with
+differentially private SGD (per-latent clipping, Gaussian noise, Poisson
+batches; generative.dp_trainer) and records the epsilon spent in prior.json. PRIOR (a directory) receives prior.json (standardisation and
 settings), prior.pt (weights), checkpoint.pt (written atomically every 1000
 steps) and log.jsonl. A killed run continues with --resume to the same result
 as an uninterrupted one; --resume with a larger --steps trains further.
@@ -34,6 +36,9 @@ def add_args(parser):
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--formulation", choices=("edm", "flow", "cld"), default="edm",
                         help="diffusion formulation (default: %(default)s)")
+    parser.add_argument("--dp-epsilon", type=float, help="train with differential privacy for the particles at this "
+                        "epsilon (DP-SGD; noise calibrated for --steps by the RDP accountant)")
+    parser.add_argument("--dp-delta", type=float, help="privacy delta (default: 0.1 / number of latents)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue the prior in --outdir from its last checkpoint")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -59,5 +64,5 @@ def run(args) -> None:
     steps = args.steps or default_steps(len(z), z.shape[1])
     log.info("%d latents of zdim %d from %s; %d steps of %d", len(z), z.shape[1], args.source, steps, args.batch_size)
     train_prior(z, args.outdir, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                formulation=args.formulation, resume=args.resume, source=str(args.source), progress=True)
+                formulation=args.formulation, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta, resume=args.resume, source=str(args.source), progress=True)
     log.info("done: sample with cryodiff sample %s -n 1000 -o samples.txt", args.outdir)
