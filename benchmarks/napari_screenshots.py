@@ -83,22 +83,15 @@ def explorer_shots(run: Path, out: Path) -> None:
     viewer.close()
 
 
-def run_shot(run: Path, out: Path) -> None:
+def reader_shot(path: Path, png: Path, step: int | None = None) -> None:
+    """What napari shows when ``path`` is opened with the cryodiff readers (at image ``step`` of a stack)."""
     viewer = new_viewer()
-    viewer.open(str(run), plugin="cryodiff")
+    viewer.open(str(path), plugin="cryodiff")
+    if step is not None:
+        viewer.dims.set_current_step(0, step)
     viewer.reset_view()
     settle()
-    viewer.screenshot(str(out / "napari_run.png"), canvas_only=False)
-    viewer.close()
-
-
-def particle_shot(star: Path, out: Path) -> None:
-    viewer = new_viewer()
-    viewer.open(str(star), plugin="cryodiff")
-    viewer.dims.set_current_step(0, 3)
-    viewer.reset_view()
-    settle()
-    viewer.screenshot(str(out / "napari_particles.png"), canvas_only=False)
+    viewer.screenshot(str(png), canvas_only=False)
     viewer.close()
 
 
@@ -112,8 +105,8 @@ def main() -> None:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     explorer_shots(args.demo / "vae", args.out)
-    run_shot(args.demo / "vae", args.out)
-    particle_shot(args.demo / "data" / "particles.star", args.out)
+    reader_shot(args.demo / "vae", args.out / "napari_run.png")
+    reader_shot(args.demo / "data" / "particles.star", args.out / "napari_particles.png", step=3)
     print(f"wrote screenshots to {args.out}")
 
 

@@ -357,15 +357,15 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
         _check_resume(out, record)
     elif (out / SETTINGS).exists():
         raise InputError(out, "already holds a prior", "use --resume to continue it, or another -o")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / SETTINGS, record)
-    try:
+    try:  # before anything is written, so a refused run leaves no half-made prior behind
         trainer = _trainer(z, mean, std, settings, out, progress, log_every, checkpoint_every)
     except ValueError as err:  # a privacy target that cannot be met (DPTrainer checks before any step)
         raise InputError("--dp-epsilon/--dp-delta", str(err), "see cryodiff train-prior --help") from None
     if resume:
         trainer.load(str(out / CHECKPOINT))
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / SETTINGS, record)
     trainer.fit(settings.steps)
     with atomic_target(out / WEIGHTS) as tmp:
         torch.save({"ema": trainer.ema.state_dict()}, tmp)

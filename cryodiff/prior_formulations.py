@@ -90,7 +90,7 @@ def solver_steps(formulation: str, solver: str, steps: int | None) -> tuple[str,
     solver = SOLVER_ALIASES.get(solver, solver)
     choices = SOLVER_STEPS[formulation]
     if solver not in choices:
-        raise ValueError(f"solver {solver!r} does not sample a {formulation} prior; use one of {', '.join(choices)}")
+        raise ValueError(f"solver {solver!r} is not a sampler of the {formulation} formulation; use one of {', '.join(choices)}")
     steps = choices[solver] if steps is None else steps
     if steps < 1:
         raise ValueError(f"{steps} steps; use 1 or more")

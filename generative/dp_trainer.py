@@ -152,11 +152,7 @@ class DPTrainer(Trainer):
         for k, p in params.items():
             p.grad = noisy[k]
         self.optimizer.step()
-        with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.model.parameters()):
-                e.lerp_(p, 1 - self.ema_decay)
-            for e, b in zip(self.ema.buffers(), self.model.buffers()):
-                e.copy_(b)
+        self.update_ema()
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
         self.step += 1
         b = len(indices)

@@ -62,13 +62,17 @@ class Trainer:
         max_norm = float("inf") if self.grad_clip is None else self.grad_clip
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()
-        with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.model.parameters()):
-                e.lerp_(p, 1 - self.ema_decay)
-            for e, b in zip(self.ema.buffers(), self.model.buffers()):
-                e.copy_(b)
+        self.update_ema()
         self.step += 1
         return loss.item(), grad_norm.item()
+
+    @torch.no_grad()
+    def update_ema(self):
+        """Move the EMA weights towards the model's by ``1 - ema_decay``; copy its buffers."""
+        for e, p in zip(self.ema.parameters(), self.model.parameters()):
+            e.lerp_(p, 1 - self.ema_decay)
+        for e, b in zip(self.ema.buffers(), self.model.buffers()):
+            e.copy_(b)
 
     def fit(self, steps):
         """Train until ``self.step == steps``; returns the log records written during this call."""

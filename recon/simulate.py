@@ -259,12 +259,14 @@ def clean_images(mol: Molecule, truth: ParticleTruth, indices: np.ndarray, box: 
     """Noise-free images for ``indices``, in the stored sign convention
     (zero for pure-noise junk, the foreign molecule for foreign junk)."""
     indices = np.asarray(indices)
-    displacements = -truth.shifts_px[indices]  # displacement = minus the re-centring shift
-    junk = truth.junk[indices]
-    proj = project(mol, truth.states[indices], truth.subunit[indices], truth.rotations[indices], displacements, box)
-    proj[torch.as_tensor(junk == JUNK_NOISE)] = 0.0
-    foreign = np.flatnonzero(junk == JUNK_FOREIGN)
-    if len(foreign):
-        proj[foreign] = project(make_foreign_molecule(), np.zeros(len(foreign)), np.zeros(len(foreign), bool),
-                                truth.rotations[indices][foreign], displacements[foreign], box)
+    proj = torch.zeros(len(indices), box, box, dtype=torch.float64)
+    for code, molecule in ((GOOD, mol), (JUNK_FOREIGN, make_foreign_molecule())):
+        mask = truth.junk[indices] == code
+        rows = indices[mask]
+        if len(rows):
+            proj[torch.as_tensor(mask)] = project(
+                molecule, truth.states[rows], truth.subunit[rows], truth.rotations[rows],
+                -truth.shifts_px[rows],  # displacement = minus the re-centring shift
+                box,
+            )
     return -apply_ctf(proj, torch.as_tensor(truth.ctf[indices]))

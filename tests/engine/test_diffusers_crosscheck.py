@@ -25,6 +25,13 @@ def _eps(mix, z, alpha, sigma):
     return (x - mix.denoise(x, torch.full((len(x),), sigma, dtype=x.dtype))) / sigma
 
 
+def _diffusers_sample(sched, mix, z, sigmas):
+    """Run a VP-scaled diffusers scheduler from ``z`` with the mixture's eps model; returns its end state."""
+    for t, s in zip(sched.timesteps, sigmas):
+        z = sched.step(_eps(mix, z, 1 / (1 + s ** 2).sqrt(), s.item()), t, z).prev_sample
+    return z
+
+
 def test_ddim_matches_ddimscheduler(mixture2d):
     sched = diffusers.DDIMScheduler(num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=True)
     sched.set_timesteps(10)
@@ -33,10 +40,7 @@ def test_ddim_matches_ddimscheduler(mixture2d):
     sigmas = torch.cat([((1 - alpha_bar) / alpha_bar).sqrt(), torch.zeros(1, dtype=torch.float64)])
     z = torch.randn(N, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     ours = sample(mixture2d.denoise, z * (1 + sigmas[0] ** 2).sqrt(), sigmas, "ddim")
-    for t, s in zip(sched.timesteps, sigmas):
-        eps = _eps(mixture2d, z, 1 / (1 + s ** 2).sqrt(), s.item())
-        z = sched.step(eps, t, z).prev_sample
-    assert (ours - z).abs().max() < 1e-10
+    assert (ours - _diffusers_sample(sched, mixture2d, z, sigmas)).abs().max() < 1e-10
 
 
 def test_dpmpp_2m_matches_dpmsolvermultistepscheduler(mixture2d):
@@ -46,10 +50,7 @@ def test_dpmpp_2m_matches_dpmsolvermultistepscheduler(mixture2d):
     sigmas = sched.sigmas.double()
     z = torch.randn(N, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     ours = sample(mixture2d.denoise, z * (1 + sigmas[0] ** 2).sqrt(), sigmas, "dpmpp_2m")
-    for t, s in zip(sched.timesteps, sigmas):
-        eps = _eps(mixture2d, z, 1 / (1 + s ** 2).sqrt(), s.item())
-        z = sched.step(eps, t, z).prev_sample
-    assert (ours - z).abs().max() < 3e-5
+    assert (ours - _diffusers_sample(sched, mixture2d, z, sigmas)).abs().max() < 3e-5
 
 
 def test_flow_euler_matches_flowmatcheulerdiscretescheduler(mixture2d):
