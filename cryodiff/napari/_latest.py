@@ -44,6 +44,13 @@ class LatestOnly:
             self._start()
         return self._newest
 
+    def cancel(self) -> None:
+        """Drop the waiting request and the result of the running one."""
+        if self._pending is not None:
+            self.dropped += 1
+            self._pending = None
+        self._newest += 1
+
     def _start(self) -> None:
         from napari.qt.threading import create_worker
 

@@ -16,6 +16,10 @@ napari layers it manages (updated in place, re-created if deleted):
 * ``cryodiff: path``: the path's volumes ``[step, z, y, x]`` (scale
   ``(1, apix, apix, apix)``), to the right of the selected volume; the dims
   slider "path step" plays it.
+
+Closing the dock (napari takes the widget out of it) stops the explorer: results
+of jobs still running are dropped and a path being decoded stops at its next
+volume, so nothing is added to the viewer after the dock is gone.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -70,6 +75,7 @@ class ExplorerWidget(QWidget):
         self.volume_layer = None
         self.path_layer = None
         self._workers: set = set()
+        self._closed = False
         self._sample_seed = 0
         self.decoder = LatestOnly(self._show_volume, self._failed)
         self._build()
@@ -176,14 +182,32 @@ class ExplorerWidget(QWidget):
         return bool(self._workers) or self.decoder.busy
 
     def _start(self, fn, *args, done, yielded=None) -> None:
-        """Run ``fn(*args)`` in a thread worker; ``done(result)`` in the main thread."""
+        """Run ``fn(*args)`` in a thread worker; ``done(result)`` in the main thread unless the dock was closed."""
         from napari.qt.threading import create_worker
 
-        connect = {"returned": done, "errored": self._failed, **({"yielded": yielded} if yielded else {})}
+        connect = {"returned": self._unless_closed(done), "errored": self._unless_closed(self._failed)}
+        if yielded:
+            connect["yielded"] = self._unless_closed(yielded)
         worker = create_worker(fn, *args, _start_thread=False, _connect=connect)
         worker.finished.connect(lambda: self._workers.discard(worker))
         self._workers.add(worker)
         worker.start()
+
+    def _unless_closed(self, callback):
+        return lambda *args: None if self._closed else callback(*args)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and not self._closed:
+            self.close_jobs()  # napari's dock close button takes the widget out of its dock
+
+    def close_jobs(self) -> None:
+        """Stop the explorer: drop the results of running jobs, stop decoding a path, leave the viewer alone."""
+        self._closed = True
+        self.decoder.cancel()
+        for worker in list(self._workers):
+            worker.quit()  # a path being decoded stops at its next volume; other jobs finish unseen
+        self.viewer.dims.events.current_step.disconnect(self._step_changed)
 
     def _failed(self, err: Exception) -> None:
         """Say what went wrong, under the plot and as a napari error notification."""

@@ -156,3 +156,25 @@ def test_missing_run_is_reported(explorer, viewer, wait_idle, tmp_path):
     assert explorer.loaded is None and "config.json missing" in explorer.status.text()
     assert len(viewer.layers) == 0
     assert any("nothing" in m and "Fix:" in m for m in messages), messages
+
+
+def test_closing_the_dock_drops_running_jobs(viewer, qtbot, tiny_vae_run, run):
+    from cryodiff.napari._widget import ExplorerWidget
+
+    widget = ExplorerWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Latent explorer")
+    widget.load(tiny_vae_run)
+    viewer.window.remove_dock_widget(widget)  # what the dock's close button does, while the run opens
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert widget.loaded is None and len(viewer.layers) == 0  # the finished job added nothing
+
+    widget = ExplorerWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Latent explorer")
+    widget.load(tiny_vae_run)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    shown = viewer.layers[VOLUME_LAYER].metadata["label"]
+    widget.show_point(PARTICLE, len(run.z_mu) - 1)
+    viewer.window.remove_dock_widget(widget)  # while that volume decodes
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert viewer.layers[VOLUME_LAYER].metadata["label"] == shown
+    viewer.dims.set_current_step(0, 1)  # the viewer no longer calls into the closed explorer
