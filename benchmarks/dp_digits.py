@@ -6,16 +6,21 @@ data-independent scaling). A class-conditional EDM denoiser
 (``Preconditioned(Labelled(UNet))``, labels dropped with probability
 ``--p-uncond`` for classifier-free guidance) is trained three times on the
 training digits: without privacy (``generative.Trainer``, ``--non-private-steps``
-steps, batches of ``sample_rate * N`` drawn with replacement) and with DP-SGD
+steps, batches of ``sample_rate * N`` drawn with replacement, EDM's training
+noise levels ``ln sigma ~ N(--p-mean, --p-std^2)``) and with DP-SGD
 (``generative.DPTrainer``, ``--steps`` steps) at each of ``--epsilons`` (delta
 ``--delta``, RDP accountant, Poisson sampling at ``--sample-rate``, noise
-multiplicity ``--noise-draws``, clipping norm 1). All use Adam and an EMA.
-Each model generates ``--per-class`` labelled digits per class (Heun,
-``--sample-steps`` steps, guidance scale ``--guidance``). Reported per
+multiplicity ``--noise-draws``, clipping norm 1), with noise levels shifted up to
+``ln sigma ~ N(--dp-p-mean, --p-std^2)``. All use Adam and an EMA. Each model
+generates ``--per-class`` labelled digits per class (Heun, ``--sample-steps``
+steps, guidance scale ``--guidance`` without privacy, ``--dp-guidance`` with).
+The private recipe was chosen on validation digits carved from the training
+set (``benchmarks/dp_digits_sweep.py``), never on the test digits. Reported per
 training set (real, non-private synthetic, each private synthetic):
 
 * ``accuracy``: a multinomial logistic regression (scikit-learn, the same
   settings for every set) trained on that set only, on the 360 real test digits;
+* ``mlp_accuracy``: the same for a one-hidden-layer MLP classifier (128 units);
 * ``frechet``: Frechet distance between the set and the real test digits in the
   feature space of a small MLP classifier trained on the real training digits
   (activations of its last hidden layer, 64 units); ``real`` gives the floor
@@ -64,15 +69,19 @@ def make_model(base, mults, seed):
     return Preconditioned(Labelled(unet), edm(SIGMA_DATA))
 
 
-def conditional_loss(p_uncond):
-    """EDM loss of ``Preconditioned(Labelled(unet))`` on ``(x0, labels)``, labels dropped with ``p_uncond``."""
+def conditional_loss(p_uncond, p_mean=-1.2, p_std=1.2):
+    """EDM loss of ``Preconditioned(Labelled(unet))`` on ``(x0, labels)``, labels dropped with ``p_uncond``.
+
+    Training noise levels: ``ln sigma ~ N(p_mean, p_std^2)``.
+    """
     weight = edm_weight(SIGMA_DATA)
 
     def loss_fn(model, batch, g):
         x0, labels = batch
         labels = drop_labels(labels, p_uncond, CLASSES, generator=g)
         denoise = Preconditioned(Labelled(model.net.unet, labels), model.coefficients)
-        return denoising_loss(denoise, x0, lognormal_sigmas(len(x0), generator=g), weight, generator=g)
+        sigmas = lognormal_sigmas(len(x0), p_mean, p_std, generator=g, device=x0.device)
+        return denoising_loss(denoise, x0, sigmas, weight, generator=g)
 
     return loss_fn
 
@@ -81,18 +90,25 @@ def conditional_loss(p_uncond):
 def synthesize(model, per_class, steps, guidance, seed):
     """``per_class`` digits of every class from ``model`` (EMA), as ``(x [n, 64] in [-1, 1], y [n])``."""
     unet, coefficients = model.net.unet, model.coefficients
-    labels = torch.arange(CLASSES).repeat_interleave(per_class)
+    device = next(unet.parameters()).device
+    labels = torch.arange(CLASSES, device=device).repeat_interleave(per_class)
     cond = Preconditioned(Labelled(unet, labels), coefficients)
     uncond = Preconditioned(Labelled(unet, None), coefficients)
-    sigmas = karras_sigmas(steps, sigma_max=80.0)
+    sigmas = karras_sigmas(steps, sigma_max=80.0).float()
     x_T = sigmas[0] * torch.randn(len(labels), 1, 8, 8, generator=torch.Generator().manual_seed(seed))
-    x = sample(guided(cond, uncond, guidance), x_T, sigmas.float(), "heun")
-    return x.clamp(-1, 1).flatten(1), labels
+    x = sample(guided(cond, uncond, guidance), x_T.to(device), sigmas.to(device), "heun")
+    return x.clamp(-1, 1).flatten(1).cpu(), labels.cpu()
 
 
 def accuracy(x_train, y_train, x_test, y_test):
     clf = LogisticRegression(max_iter=3000, C=0.1).fit(x_train, y_train)
     return float(clf.score(x_test, y_test))
+
+
+def mlp_accuracy(x_train, y_train, x_test, y_test, seed=0):
+    """Test accuracy of a one-hidden-layer MLP classifier (128 units) trained on ``(x_train, y_train)``."""
+    clf = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=500, random_state=seed)
+    return float(clf.fit(x_train, y_train).score(x_test, y_test))
 
 
 def feature_map(x_train, y_train, seed):
@@ -119,14 +135,16 @@ def frechet(a, b):
 
 def train(args, x, y, epsilon):
     """EMA denoiser trained without privacy (``epsilon=None``) or with DP-SGD; ``(ema, info)``."""
-    model = make_model(args.base, args.mults, args.seed)
-    loss_fn = conditional_loss(args.p_uncond)
+    model = make_model(args.base, args.mults, args.seed).to(args.device)
+    p_mean = args.p_mean if epsilon is None else args.dp_p_mean
+    loss_fn = conditional_loss(args.p_uncond, p_mean, args.p_std)
+    x, y = x.to(args.device), y.to(args.device)
     start = time.perf_counter()
     if epsilon is None:
         batch = round(args.sample_rate * len(x))
 
         def batch_fn(step, g):
-            idx = torch.randint(len(x), (batch,), generator=g)
+            idx = torch.randint(len(x), (batch,), generator=g, device=x.device)
             return x[idx], y[idx]
 
         trainer = Trainer(model, loss_fn, batch_fn, lr=args.lr, ema_decay=args.ema, grad_clip=None,
@@ -152,6 +170,24 @@ def _fit(trainer, steps, every):
         yield from trainer.fit(min(steps, trainer.step + every))
 
 
+def save_grids(grids, results, path, per_class=8):
+    """PNG of ``per_class`` digits of each class (columns 0..9) from each training set, side by side."""
+    import matplotlib
+    matplotlib.use("Agg")  # a script writing a file: no display needed
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.6))
+    for ax, (name, (x, y)) in zip(np.atleast_1d(axes), grids.items()):
+        rows = [np.pad(x[y == digit][:per_class].reshape(-1, 8, 8), ((0, 0), (1, 1), (1, 1)), constant_values=-1)
+                for digit in range(CLASSES)]  # one blank pixel around each digit
+        mosaic = np.block([[rows[d][i] for d in range(CLASSES)] for i in range(per_class)])
+        ax.imshow(mosaic, cmap="gray_r", vmin=-1, vmax=1)
+        ax.set_title(f"{name.replace('_', ' ')}\naccuracy {results[name]['accuracy']:.3f}", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epsilons", type=float, nargs="*", default=[10.0, 1.0])
@@ -168,11 +204,22 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--ema", type=float, default=0.98)
     parser.add_argument("--p-uncond", type=float, default=0.1)
+    parser.add_argument("--p-mean", type=float, default=-1.2,
+                        help="mean of ln sigma in non-private training (EDM's default)")
+    parser.add_argument("--dp-p-mean", type=float, default=1.0,
+                        help="mean of ln sigma in DP training (chosen on validation digits, "
+                             "benchmarks/dp_digits_sweep.py)")
+    parser.add_argument("--p-std", type=float, default=1.2, help="std of ln sigma in training")
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--sample-steps", type=int, default=18)
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--guidance", type=float, default=2.0,
+                        help="classifier-free guidance scale of the non-private model")
+    parser.add_argument("--dp-guidance", type=float, default=1.0,
+                        help="guidance scale of the private models (1: conditional model, no guidance)")
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--figure", help="write a PNG of digits from each training set here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -182,18 +229,26 @@ def main() -> None:
     features, mlp = feature_map(flat_train, y_train.numpy(), args.seed)
     test_features = features(flat_test)
     results = {"real": {"accuracy": accuracy(flat_train, y_train.numpy(), flat_test, y_test.numpy()),
+                        "mlp_accuracy": mlp_accuracy(flat_train, y_train.numpy(), flat_test,
+                                                     y_test.numpy()),
                         "frechet": frechet(features(flat_train), test_features)}}
+    grids = {"real": (flat_train, y_train.numpy())}
     for epsilon in ([] if args.skip_non_private else [None]) + args.epsilons:
         name = "non_private" if epsilon is None else f"epsilon_{epsilon:g}"
         ema, info = train(args, x_train, y_train, epsilon)
         start = time.perf_counter()
-        xs, ys = synthesize(ema, args.per_class, args.sample_steps, args.guidance, args.seed)
+        guidance = args.guidance if epsilon is None else args.dp_guidance
+        xs, ys = synthesize(ema, args.per_class, args.sample_steps, guidance, args.seed)
         info["sample_seconds"] = time.perf_counter() - start
         xs, ys = xs.numpy(), ys.numpy()
         results[name] = {"accuracy": accuracy(xs, ys, flat_test, y_test.numpy()),
+                         "mlp_accuracy": mlp_accuracy(xs, ys, flat_test, y_test.numpy()),
                          "frechet": frechet(features(xs), test_features),
                          "label_agreement": float(mlp.score(xs, ys)), **info}
         print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+        grids[name] = (xs, ys)
+    if args.figure:
+        save_grids(grids, results, args.figure)
 
     print(json.dumps({
         "data": {"train": len(y_train), "test": len(y_test), "synthetic_per_class": args.per_class},
