@@ -37,6 +37,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
 from generative import (DPTrainer, Labelled, Preconditioned, Trainer, UNet, denoising_loss, drop_labels,
-                        edm_weight, guided, karras_sigmas, lognormal_sigmas, sample)
+                        edm_weight, guided, karras_sigmas, lognormal_sigmas, privacy, sample)
 from generative.preconditioning import edm
 
 SIGMA_DATA = 0.5
@@ -222,9 +223,18 @@ def main() -> None:
     parser.add_argument("--figure", help="write a PNG of digits from each training set here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.figure and not Path(args.figure).resolve().parent.is_dir():
+        parser.error(f"--figure {args.figure}: its folder does not exist; create it first")
+    x_train, y_train, x_test, y_test = digits_split()
+    if args.epsilons and args.delta >= 1 / len(y_train):
+        parser.error(f"--delta {args.delta}: not below 1 / N = {1 / len(y_train):.3g}; lower it")
+    for epsilon in args.epsilons:  # before any training: settings that no noise can meet
+        try:
+            privacy.noise_multiplier(epsilon, args.sample_rate, args.steps, args.delta)
+        except ValueError as err:
+            parser.error(f"--epsilons {epsilon:g}: {err}")
     torch.set_num_threads(args.threads)
 
-    x_train, y_train, x_test, y_test = digits_split()
     flat_train, flat_test = x_train.flatten(1).numpy(), x_test.flatten(1).numpy()
     features, mlp = feature_map(flat_train, y_train.numpy(), args.seed)
     test_features = features(flat_test)

@@ -66,7 +66,13 @@ def validation_split():
 
 def best_arguments(paths):
     """``dp_digits.py`` arguments of the configuration and guidance with the best validation logreg accuracy."""
-    records = [json.loads(line) for path in paths for line in open(path) if line.strip()]
+    records = []
+    for path in paths:
+        try:
+            with open(path) as lines:
+                records += [json.loads(line) for line in lines if line.strip()]
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"{path}: not a sweep output ({err}); give the JSON lines this script printed")
     if not records:
         raise SystemExit(f"no sweep results in {' '.join(paths)}")
     score, guidance, config = max(((s["logreg"], float(g), r["config"]) for r in records
