@@ -8,10 +8,12 @@ render under a virtual display::
 
 Writes into docs/images (or --out):
 
-    napari_explorer.png   the Latent explorer: PCA plot by k-means cluster, the clicked particle's volume
+    napari_run.png        the run folder opened by the reader: its shown volume (a section, as napari starts in 2-D)
+    napari_explorer.png   then Plugins > Latent explorer: it opens that run; PCA plot by k-means cluster,
+                          the clicked particle's volume in the same layer
     napari_prior.png      prior and N(0, I) samples on the density plot, a prior sample's volume
-    napari_path.png       a PF-ODE path A -> B on the plot and its volumes, half-way along
-    napari_run.png        the run folder opened by the reader: a volume and the latents beside it
+    napari_path.png       a PF-ODE path A -> B (B the cluster farthest from A) on the plot and its volumes,
+                          half-way along
     napari_particles.png  the demo's particle file opened by the reader (images and centre markers)
 """
 
@@ -49,16 +51,28 @@ def new_viewer():
     return viewer
 
 
-def explorer_shots(run: Path, out: Path) -> None:
+def dismiss_notifications(viewer) -> None:
+    """Close napari's notification pop-ups in the window of ``viewer``."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for notification in viewer.window._qt_window.findChildren(NapariQtNotification):
+        notification.close()
+
+
+def run_shots(run: Path, out: Path) -> None:
+    """Open ``run`` as a user would (the reader, then Plugins > Latent explorer) and take the run, explorer,
+    prior and path screenshots."""
     import numpy as np
 
     from cryodiff.napari._latent_plot import PARTICLE, PRIOR
-    from cryodiff.napari._widget import ExplorerWidget
 
     viewer = new_viewer()
-    explorer = ExplorerWidget(viewer)
-    viewer.window.add_dock_widget(explorer, name="Latent explorer", area="right")
-    explorer.load(run)
+    viewer.open(str(run), plugin="cryodiff")
+    settle()
+    viewer.screenshot(str(out / "napari_run.png"), canvas_only=False)
+    dismiss_notifications(viewer)  # the reader's hint has been seen; it would cover the scale bar from now on
+
+    _, explorer = viewer.window.add_plugin_dock_widget("cryodiff", "Latent explorer")  # it opens the run
     settle(explorer)
     land = explorer.loaded.land
     explorer.show_point(PARTICLE, int(land.centre_rows[-1]))
@@ -75,6 +89,8 @@ def explorer_shots(run: Path, out: Path) -> None:
     viewer.screenshot(str(out / "napari_prior.png"), canvas_only=False)
 
     explorer.colour_box.setCurrentIndex(0)
+    centres = land.xy[land.centre_rows]
+    explorer.end_box.setCurrentIndex(int(np.argmax(((centres - centres[0]) ** 2).sum(1))))  # B far from A
     explorer.compute_path()
     settle(explorer)
     viewer.dims.set_current_step(0, len(explorer.path) // 2)
@@ -104,8 +120,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    explorer_shots(args.demo / "vae", args.out)
-    reader_shot(args.demo / "vae", args.out / "napari_run.png")
+    run_shots(args.demo / "vae", args.out)
     reader_shot(args.demo / "data" / "particles.star", args.out / "napari_particles.png", step=3)
     print(f"wrote screenshots to {args.out}")
 

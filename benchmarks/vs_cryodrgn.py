@@ -31,7 +31,7 @@ cryodiff's ``latents.h5``):
   classification accuracy of the subunit flag (scikit-learn, k = 10).
 
     python benchmarks/vs_cryodrgn.py [--n 2000] [--box 32] [--epochs 3] [--threads 1]
-        [--cryodrgn /tmp/cdrgn/bin/cryodrgn] [--workdir DIR]
+        [--cryodrgn .venv-cryodrgn/bin/cryodrgn] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -187,12 +187,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-near", type=int, default=20, help="particles near a grid state to evaluate it")
-    parser.add_argument("--cryodrgn", default="/tmp/cdrgn/bin/cryodrgn", help="cryodrgn executable (cryoDRGN 4.3.1 venv)")
+    parser.add_argument("--cryodrgn", default=str(Path(__file__).resolve().parents[1] / ".venv-cryodrgn" / "bin" / "cryodrgn"),
+                        help="cryodrgn executable (cryoDRGN 4.3.1 in its own venv; default: the repository's .venv-cryodrgn)")
     parser.add_argument("--workdir", help="keep data and runs here (default: a temporary folder)")
     args = parser.parse_args()
     if not Path(args.cryodrgn).is_file():
-        sys.exit(f"cryoDRGN not found at {args.cryodrgn}: python3 -m venv /tmp/cdrgn && "
-                 "/tmp/cdrgn/bin/pip install torch==2.13.0 cryodrgn==4.3.1")
+        sys.exit(f"cryoDRGN not found at {args.cryodrgn}: python3 -m venv .venv-cryodrgn && "
+                 ".venv-cryodrgn/bin/pip install torch==2.13.0 cryodrgn==4.3.1 (or pass --cryodrgn)")
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,21 +22,11 @@ import matplotlib.patheffects as pe  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cryodiff.plots import point_style, save_figure  # noqa: E402
 from recon.io.mrc import atomic_target  # noqa: E402
 
 #: Outline that keeps centre numbers readable on any background.
 _OUTLINE = [pe.withStroke(linewidth=2.5, foreground="white")]
-
-
-def _save(fig, path: str | Path) -> None:
-    with atomic_target(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def point_style(n: int) -> dict:
-    """Marker size and opacity that keep clouds of ``n`` points readable."""
-    return {"s": float(np.clip(8000 / n, 1, 12)), "alpha": float(np.clip(1500 / n, 0.08, 0.7)), "linewidths": 0, "rasterized": True}
 
 
 def cluster_colours(k: int) -> np.ndarray:
@@ -88,7 +78,7 @@ def plot_latent_scatter(
     ax.set_ylabel(axis_labels[1])
     ax.set_title(f"{title}: {len(xy)} particles, colour = k-means cluster (K = {k})", fontsize=10)
     _label_centres(fig, ax, centres)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_latent_hexbin(xy: np.ndarray, centres: np.ndarray, axis_labels: tuple[str, str], title: str, path: str | Path) -> None:
@@ -101,7 +91,7 @@ def plot_latent_hexbin(xy: np.ndarray, centres: np.ndarray, axis_labels: tuple[s
     ax.set_ylabel(axis_labels[1])
     ax.set_title(f"{title}: particle density", fontsize=10)
     _label_centres(fig, ax, centres)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_latent_histogram(z: np.ndarray, centres: np.ndarray, path: str | Path) -> None:
@@ -116,7 +106,7 @@ def plot_latent_histogram(z: np.ndarray, centres: np.ndarray, path: str | Path) 
     ax.set_ylabel("particles")
     ax.set_title(f"latent distribution of {len(z)} particles", fontsize=10, pad=26)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_explained_variance(ratio: np.ndarray, path: str | Path) -> None:
@@ -135,7 +125,7 @@ def plot_explained_variance(ratio: np.ndarray, path: str | Path) -> None:
     ax.legend(loc="center right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_cluster_counts(labels: np.ndarray, k: int, path: str | Path) -> None:
@@ -152,7 +142,7 @@ def plot_cluster_counts(labels: np.ndarray, k: int, path: str | Path) -> None:
     ax.set_ylabel("particles")
     ax.set_title(f"particles per cluster ({len(labels)} in all)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 class Section(NamedTuple):

@@ -37,6 +37,7 @@ network takes about 2-6 ms). The network widens with zdim (:func:`default_networ
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,7 +53,10 @@ from generative.schedules import karras_sigmas
 from generative.dp_trainer import DPTrainer
 from generative.trainer import Trainer
 from recon.errors import InputError
+from recon.io.safe_read import load_npy, load_weights, open_h5, read_h5_array, read_json
 from recon.io.mrc import atomic_target
+
+log = logging.getLogger("cryodiff.prior")
 
 SETTINGS, WEIGHTS, CHECKPOINT, LOG = "prior.json", "prior.pt", "checkpoint.pt", "log.jsonl"
 FORMAT = "cryodiff-prior"
@@ -93,6 +97,12 @@ class PriorSettings:
     dp_delta: float | None = None
     dp_noise_draws: int = 4
 
+    def __post_init__(self):
+        for name, high in (("hidden", 8192), ("depth", 64), ("embed_dim", 4096), ("dp_noise_draws", 1024)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ValueError(f"{name} = {value!r} is not a whole number from 1 to {high}")
+
 
 def default_steps(n: int, zdim: int) -> int:
     """Optimiser steps for ``n`` latents of dimension ``zdim`` (see the module docstring)."""
@@ -123,22 +133,14 @@ def default_settings(n: int, zdim: int, *, steps: int | None = None, batch_size:
 # ----------------------------------------------------------------------------- reading latents
 
 def _read_h5(path: Path) -> np.ndarray:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as h5:
-            if "z_mu" not in h5:
-                raise InputError(path, f"no z_mu dataset (found: {', '.join(sorted(h5)) or 'nothing'})", "give an .h5 with the latents in z_mu, e.g. a cryodiff run's latents.h5")
-            return h5["z_mu"][()]
-    except OSError as err:
-        raise InputError(path, f"cannot read HDF5 ({err})", "give an intact .h5 file") from None
+    with open_h5(path, "the latents file") as h5:
+        if "z_mu" not in h5:
+            raise InputError(path, f"no z_mu dataset (found: {', '.join(sorted(h5)) or 'nothing'})", "give an .h5 with the latents in z_mu, e.g. a cryodiff run's latents.h5")
+        return read_h5_array(h5, "z_mu", path, "the latents file")
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise InputError(path, f"cannot read .npy ({err})", "save the latents with numpy.save as a plain [N, zdim] array") from None
+    return load_npy(path, "the latents")
 
 
 def _read_pkl(path: Path) -> np.ndarray:
@@ -317,11 +319,15 @@ def _record(zdim: int, n: int, mean, std, settings: PriorSettings, source: str |
 def _check_resume(out: Path, record: dict) -> None:
     """Refuse to resume a prior trained on other latents or with another network/training setup."""
     old = _read_settings(out / SETTINGS)
-    same_data = old["zdim"] == record["zdim"] and old["n_latents"] == record["n_latents"] and \
-        np.allclose(old["mean"], record["mean"]) and np.allclose(old["std"], record["std"])
+    try:
+        same_data = old["zdim"] == record["zdim"] and old["n_latents"] == record["n_latents"] and \
+            np.allclose(old["mean"], record["mean"]) and np.allclose(old["std"], record["std"])
+        previous = asdict(PriorSettings(**old["settings"]))  # fills settings added since (e.g. formulation)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(out / SETTINGS, f"the prior's settings are incomplete or foreign ({type(err).__name__}: {err})",
+                         "train a new prior in another folder") from None
     if not same_data:
         raise InputError(out, "the latents differ from those the prior was trained on", "resume with the original latents, or train a new prior")
-    previous = asdict(PriorSettings(**old["settings"]))  # fills settings added since (e.g. formulation)
     private = record["settings"]["dp_epsilon"] is not None  # its noise was calibrated for the planned steps
     for key, value in record["settings"].items():
         if (private or key not in ("steps", "ema_decay")) and previous[key] != value:
@@ -352,17 +358,28 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
                                 formulation=formulation, dp_epsilon=dp_epsilon, dp_delta=dp_delta)
     record = _record(z.shape[1], len(z), mean, std, settings, source, 0)
     if resume:
-        if not (out / CHECKPOINT).is_file() or not (out / SETTINGS).is_file():
-            raise InputError(out, "there is no prior to resume here (prior.json or checkpoint.pt missing)", "drop --resume to start a new prior")
+        if not (out / SETTINGS).is_file():
+            raise InputError(out, "there is no prior to resume here (prior.json missing)", "drop --resume to start a new prior")
         _check_resume(out, record)
-    elif (out / SETTINGS).exists():
+        if not (out / CHECKPOINT).is_file():  # killed before its first checkpoint: nothing to continue from
+            log.info("%s has no checkpoint yet: training starts from step 0", out)
+            resume = False
+    elif (out / SETTINGS).exists() and ((out / CHECKPOINT).exists() or (out / WEIGHTS).exists()):
         raise InputError(out, "already holds a prior", "use --resume to continue it, or another -o")
+    if not resume and (out / LOG).is_file() and not (out / LOG).is_symlink():
+        (out / LOG).unlink()  # the log of a start that died before its first checkpoint
     try:  # before anything is written, so a refused run leaves no half-made prior behind
         trainer = _trainer(z, mean, std, settings, out, progress, log_every, checkpoint_every)
     except ValueError as err:  # a privacy target that cannot be met (DPTrainer checks before any step)
         raise InputError("--dp-epsilon/--dp-delta", str(err), "see cryodiff train-prior --help") from None
     if resume:
-        trainer.load(str(out / CHECKPOINT))
+        load_weights(out / CHECKPOINT, "the prior's checkpoint")  # a clear error for a corrupt file
+        _check_log(out / LOG)
+        try:
+            trainer.load(str(out / CHECKPOINT))
+        except (KeyError, TypeError, RuntimeError, ValueError) as err:
+            raise InputError(out / CHECKPOINT, f"the checkpoint does not fit this prior ({str(err).splitlines()[0][:120]})",
+                             "train a new prior in another folder") from None
     else:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / SETTINGS, record)
@@ -397,14 +414,30 @@ def _trainer(z, mean, std, settings: PriorSettings, out: Path, progress: bool, l
     return Trainer(model, loss_fn, batch_fn, grad_clip=1.0, **common)
 
 
+#: Every key prior.json may hold; anything else means the file was edited or made elsewhere.
+_RECORD_KEYS = {"format", "version", "zdim", "n_latents", "mean", "std", "settings", "source", "steps_done", "privacy"}
+
+
 def _read_settings(path: Path) -> dict:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(path, f"cannot read the prior settings ({err})", "give a directory written by cryodiff train-prior") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+    record = read_json(path, "the prior's settings")
+    if record.get("format") != FORMAT:
         raise InputError(path, "not a cryodiff prior", "give a directory written by cryodiff train-prior")
+    unknown = sorted(set(record) - _RECORD_KEYS)
+    if unknown:
+        raise InputError(path, f"holds keys cryodiff never writes ({', '.join(map(str, unknown[:3]))})",
+                         "restore the prior.json that cryodiff train-prior wrote, or retrain the prior")
     return record
+
+
+def _check_log(path: Path) -> None:
+    """Refuse a training log that is not the UTF-8 JSON lines the trainer writes (it is trimmed on resume)."""
+    try:
+        path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return
+    except UnicodeDecodeError:
+        raise InputError(path, "is not the JSON-lines log cryodiff writes (not UTF-8 text)",
+                         "move it aside and resume again (the checkpoint holds the training state)") from None
 
 
 def load_prior(path: str | Path) -> Prior:
@@ -416,9 +449,24 @@ def load_prior(path: str | Path) -> Prior:
     record = _read_settings(out / SETTINGS)
     if not (out / WEIGHTS).is_file():
         raise InputError(out, f"{WEIGHTS} missing: training did not finish", "finish it with cryodiff train-prior --resume")
-    settings = PriorSettings(**record["settings"])
-    model = build_network(record["zdim"], settings)
-    state = torch.load(out / WEIGHTS, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["ema"])
+    try:
+        settings = PriorSettings(**record["settings"])
+        zdim, mean, std = int(record["zdim"]), np.asarray(record["mean"], np.float64), np.asarray(record["std"], np.float64)
+        model = build_network(zdim, settings)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(out / SETTINGS, f"the prior's settings are incomplete or foreign ({type(err).__name__}: {err})",
+                         "give a prior folder written by this version of cryodiff train-prior") from None
+    if mean.shape != (zdim,) or std.shape != (zdim,) or not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise InputError(out / SETTINGS, "the latent standardisation (mean, std) is not zdim finite numbers with std > 0",
+                         "retrain the prior with cryodiff train-prior")
+    state = load_weights(out / WEIGHTS, "the prior's weights")
+    try:
+        model.load_state_dict(state["ema"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise InputError(out / WEIGHTS, f"the weights do not fit the prior's settings ({str(err).splitlines()[0][:120]})",
+                         "give the prior's own prior.pt, or retrain it") from None
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise InputError(out / WEIGHTS, "the network's weights hold NaN or infinite values (the training diverged)",
+                         "retrain the prior, e.g. with a lower --lr")
     model.eval().requires_grad_(False)
-    return Prior(model, np.asarray(record["mean"]), np.asarray(record["std"]), settings, {**record, "path": str(out)})
+    return Prior(model, mean, std, settings, {**record, "path": str(out)})

@@ -14,7 +14,6 @@ for monitoring, do not publish them. Noise comes from torch's seeded
 pseudo-random generator, as in opacus's default (non-secure) mode.
 """
 
-import json
 import time
 
 import torch
@@ -164,28 +163,22 @@ class DPTrainer(Trainer):
         record = {"step": self.step, "loss": loss, "grad_norm": grad_norm, "epsilon": self.epsilon(),
                   **self._last, "lr": self.optimizer.param_groups[0]["lr"],
                   "seconds": time.time() - start}
-        if self.log_path:
-            with open(self.log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        self._write_log(record)
         return record
 
     def state_dict(self):
         return {**super().state_dict(), "privacy": {**self.privacy_report(),
                                                     "accountant_state": self.accountant.state_dict()}}
 
-    def load(self, path):
-        """Resume from a checkpoint of :meth:`save`, including the accountant's history.
+    def _load_state(self, state, path):
+        """Restore from a checkpoint of :meth:`save`, including the accountant's history.
 
         The checkpoint's privacy settings must match this trainer's (``ValueError`` otherwise).
         """
-        state = torch.load(path, map_location=self.device, weights_only=True)
         saved = state["privacy"]
         for key in ("noise_multiplier", "sample_rate", "delta", "max_grad_norm", "num_examples"):
             if saved[key] != getattr(self, key):
                 raise ValueError(f"checkpoint {path} was trained with {key} = {saved[key]}, this "
                                  f"trainer has {getattr(self, key)}: use the same privacy settings")
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = state["step"]
+        super()._load_state(state, path)
         self.accountant.load_state_dict(saved["accountant_state"])

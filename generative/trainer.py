@@ -96,10 +96,36 @@ class Trainer:
     def _log(self, loss, grad_norm, start):
         record = {"step": self.step, "loss": loss, "grad_norm": grad_norm,
                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.time() - start}
-        if self.log_path:
-            with open(self.log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        self._write_log(record)
         return record
+
+    def _write_log(self, record):
+        """Append ``record`` as one JSON line to ``log_path`` (never through a symbolic link)."""
+        if self.log_path:
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _trim_log(self):
+        """Drop log lines of steps after the checkpoint just loaded: a resumed run logs them
+        again, so the log holds each step once."""
+        if not self.log_path or not os.path.isfile(self.log_path) or os.path.islink(self.log_path):
+            return
+        with open(self.log_path) as f:
+            lines = f.readlines()
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by the kill
+        if len(kept) != len(lines):
+            folder = os.path.dirname(os.path.abspath(self.log_path))
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".log-", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, self.log_path)
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
@@ -118,8 +144,13 @@ class Trainer:
             raise
 
     def load(self, path):
-        """Resume from a checkpoint written by :meth:`save` (loaded with ``weights_only=True``)."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        """Resume from a checkpoint written by :meth:`save` (loaded with ``weights_only=True``);
+        log lines written after that checkpoint are dropped (the resumed run writes them again)."""
+        self._load_state(torch.load(path, map_location=self.device, weights_only=True), path)
+        self._trim_log()
+
+    def _load_state(self, state, path):
+        """Restore the trainer from checkpoint ``state`` (read from ``path``)."""
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])

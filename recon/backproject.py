@@ -9,8 +9,10 @@ volume is then the regularised ratio
     V(k) = sum_i CTF_i(k) F_i(k) / (sum_i CTF_i(k)^2 + reg * mean CTF^2 weight)
 
 corrected for the insertion kernel (sinc²) and cropped back to the box.
-Particles with even index go to half map 1 and odd ones to half map 2; the
-full map uses both.
+Each particle goes to the half map its ``halves`` entry names (0 or 1: the
+gold-standard half sets of the refinement that made the poses, see
+:meth:`recon.io.ParticleMetadata.half_sets`); without one, particles with even
+index go to half map 1 and odd ones to half map 2. The full map uses both.
 
 Rotations follow cryoDRGN's convention (the image is the projection of the
 volume whose points sit at ``R @ r``); torch-fourier-slice's matrices rotate
@@ -95,6 +97,7 @@ def backproject(
     invert: bool = True,
     reg: float = 0.1,
     progress: Callable[[int], None] | None = None,
+    halves: np.ndarray | None = None,
 ) -> Reconstruction:
     """Reconstruct a map and half maps from particle images with known poses.
 
@@ -118,11 +121,14 @@ def backproject(
         Regulariser, as a fraction of the mean summed CTF² weight.
     progress
         Called with the number of images done after each batch.
+    halves
+        ``[N]`` half set (0 or 1) of each particle, indexed like ``rotations``;
+        None: even particle index to half 1, odd to half 2.
     """
     padded = PAD_FACTOR * box
     pad = (padded - box) // 2
     freqs = _rfft_frequencies(padded)
-    halves = (_Accumulator(padded), _Accumulator(padded))
+    accumulators = (_Accumulator(padded), _Accumulator(padded))
     for indices, images in batches:
         indices = np.asarray(indices)
         x = torch.as_tensor(images, dtype=torch.float32) * (-1.0 if invert else 1.0)
@@ -137,12 +143,13 @@ def backproject(
         else:
             c = torch.ones(len(indices), *freqs.shape[:2])
         rot_t = torch.as_tensor(rotations[indices], dtype=torch.float32).transpose(-1, -2)
-        for half, acc in enumerate(halves):
-            sel = torch.as_tensor(indices % 2 == half)
+        which = indices % 2 if halves is None else np.asarray(halves)[indices]
+        for half, acc in enumerate(accumulators):
+            sel = torch.as_tensor(which == half)
             acc.insert(f[sel] * c[sel], c[sel] ** 2, rot_t[sel])
         if progress is not None:
             progress(len(indices))
-    half1, half2 = (acc.volume(box, reg) for acc in halves)
-    full = halves[0]
-    full += halves[1]
+    half1, half2 = (acc.volume(box, reg) for acc in accumulators)
+    full = accumulators[0]
+    full += accumulators[1]
     return Reconstruction(full.volume(box, reg), half1, half2, apix)

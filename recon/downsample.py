@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import torch
 
 from recon.fourier import fourier_crop
-from recon.io.mrc import atomic_target
+from recon.io.mrc import atomic_target, new_stack_mmap
 
 
 def downsample_stack(
@@ -37,9 +36,7 @@ def downsample_stack(
     """
     indices = np.arange(len(images)) if indices is None else np.asarray(indices)
     with atomic_target(out_path) as tmp:
-        with mrcfile.new_mmap(tmp, shape=(len(indices), new_box, new_box), mrc_mode=2, overwrite=True) as mrc:
-            mrc.set_image_stack()
-            mrc.voxel_size = apix_out
+        with new_stack_mmap(tmp, (len(indices), new_box, new_box), apix_out) as mrc:
             for start in range(0, len(indices), batch_size):
                 idx = indices[start : start + batch_size]
                 batch = torch.as_tensor(np.asarray(images[idx], dtype=np.float32))

@@ -43,20 +43,45 @@ def fsc(vol1: np.ndarray, vol2: np.ndarray, mask: np.ndarray | None = None) -> t
     return np.arange(n) / box, curve.numpy()
 
 
-def resolution(freqs: np.ndarray, curve: np.ndarray, threshold: float, apix: float) -> float:
-    """Resolution in Å where the FSC first falls below ``threshold``.
+def crossing(freqs: np.ndarray, curve: np.ndarray, threshold: float) -> float | None:
+    """Frequency in cycles/pixel where the FSC first falls below ``threshold``.
 
     Interpolates linearly in frequency between the two shells around the
-    crossing; returns the Nyquist resolution ``2 * apix`` if it never falls
-    below the threshold.
+    crossing. ``0.0`` when the curve is below ``threshold`` already at the
+    first shell after DC (the maps do not agree even at the lowest
+    frequency; the DC shell, one voxel, is not used). ``None`` when the curve
+    stays at or above ``threshold`` up to Nyquist (0.5 cycles/pixel): the map
+    is Nyquist-limited and the crossing, if any, lies beyond what the box
+    can show.
     """
     below = np.nonzero(curve[1:] < threshold)[0]
     if len(below) == 0:
-        return 2.0 * apix
+        return None
     i = below[0] + 1
+    if i == 1:
+        return 0.0
     f0, f1, c0, c1 = freqs[i - 1], freqs[i], curve[i - 1], curve[i]
-    crossing = f1 if c0 == c1 else f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0)
-    return float(apix / crossing)
+    return float(f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0))
+
+
+def resolution(freqs: np.ndarray, curve: np.ndarray, threshold: float, apix: float) -> float | None:
+    """Resolution in Å (``apix / frequency``) where the FSC first falls below
+    ``threshold``; ``None`` when it never does (Nyquist-limited), infinite when
+    it is below already at the lowest frequency (see :func:`crossing`)."""
+    f = crossing(freqs, curve, threshold)
+    if f is None:
+        return None
+    return float(apix / f) if f > 0 else float("inf")
+
+
+def describe_resolution(value: float | None, threshold: float, apix: float) -> str:
+    """``"7.43 Å"``, or for a curve that never crosses ``threshold`` a phrase that does not
+    pass Nyquist (``2 * apix``) off as a measured crossing."""
+    if value is not None and np.isinf(value):
+        return f"none (FSC below {threshold:g} already at the lowest frequency)"
+    if value is not None:
+        return f"{value:.2f} Å"
+    return f"not reached (Nyquist-limited: FSC stays above {threshold:g} up to {2 * apix:.2f} Å)"
 
 
 def soft_sphere_mask(box: int, radius: float = 0.45, edge: float = 0.05) -> np.ndarray:

@@ -21,12 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import h5py
-import mrcfile
 import numpy as np
 import pandas as pd
 
 from recon.io import ParticleMetadata, write_star, write_volume
-from recon.io.mrc import atomic_target
+from recon.io.mrc import atomic_target, new_stack_mmap
 from recon.simulate import GOOD, ParticleTruth, clean_images, make_molecule, render_volume, sample_truth
 
 #: Particles simulated per chunk (bounds memory for large N).
@@ -67,9 +66,7 @@ def write_synthetic_dataset(
 
     noise_std = None
     with atomic_target(outdir / "particles.mrcs") as tmp:
-        with mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
-            mrc.set_image_stack()
-            mrc.voxel_size = apix
+        with new_stack_mmap(tmp, (n, box, box), apix) as mrc:
             for start in range(0, n, CHUNK):
                 idx = np.arange(start, min(start + CHUNK, n))
                 clean = clean_images(mol, truth, idx, box).numpy()

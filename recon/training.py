@@ -7,6 +7,9 @@ A run directory holds::
     log.jsonl        one JSON line per epoch: losses, images/s, seconds
     latents.h5       z_mu, z_logvar [N, zdim] and the particle indices, from a
                      clean encoding pass after the last epoch
+    epochs/          with ``keep_every`` = k > 0, every k-th epoch's weights
+                     (weights.E.pt) and latents (z.E.h5, from that epoch's
+                     training pass), as cryoDRGN's weights.E.pkl and z.E.pkl
 
 The particle order of epoch ``e`` is a permutation drawn from ``(seed, e)``
 and the reparameterisation noise comes from a generator saved in the
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -32,12 +37,20 @@ from tqdm import tqdm
 from recon.ctf import ctf_from_params
 from recon.errors import InputError, TrainingDiverged
 from recon.io.mrc import atomic_target
+from recon.io.safe_read import load_weights, read_json
 from recon.preprocess import estimate_scale, hartley_images, masked
 from recon.vae import Architecture, HetVAE, kl_divergence
 
 log = logging.getLogger(__name__)
 
 CONFIG, CHECKPOINT, LOG, LATENTS = "config.json", "checkpoint.pt", "log.jsonl", "latents.h5"
+EPOCHS = "epochs"
+
+
+def epoch_files(run: str | Path, epoch: int) -> tuple[Path, Path]:
+    """``(weights.E.pt, z.E.h5)`` of epoch ``epoch`` (1-based) kept in ``run/epochs``."""
+    folder = Path(run) / EPOCHS
+    return folder / f"weights.{epoch}.pt", folder / f"z.{epoch}.h5"
 
 
 @dataclass
@@ -54,6 +67,7 @@ class TrainSettings:
     weight_decay: float = 0.0  # [--wd]
     amp: bool | None = None  # [--amp/--no-amp] bf16 autocast; default: where bf16 is native (see default_amp)
     compile: bool = False  # [--compile] torch.compile the networks (GPU)
+    keep_every: int = 0  # [--checkpoint] keep weights and latents of every k-th epoch (0: only the last)
 
 
 @dataclass
@@ -167,12 +181,74 @@ def _save_checkpoint(run: Path, model, optimizer, epoch: int, generator, z_mu, z
         torch.save(state, tmp)
 
 
+def _keep_epoch(run: Path, model, epoch: int, indices: np.ndarray, z_mu, z_logvar) -> None:
+    weights, latents = epoch_files(run, epoch)
+    weights.parent.mkdir(exist_ok=True)
+    with atomic_target(weights) as tmp:
+        torch.save({"model": model.state_dict(), "epoch": epoch}, tmp)
+    write_latents(run, z_mu, z_logvar, indices, latents)
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append one line to ``path``, never through a symbolic link (a link named like a log
+    would otherwise make the run write into someone else's file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+def _trim_log(run: Path, last_epoch: int) -> None:
+    """Keep the log lines of epochs up to ``last_epoch`` (the checkpoint a run resumes from)."""
+    path = run / LOG
+    if not path.is_file() or path.is_symlink():
+        return
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise InputError(path, "is not the JSON-lines log cryodiff writes (not UTF-8 text)",
+                         "move it aside and resume again (the checkpoint holds the training state)") from None
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["epoch"] <= last_epoch:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    if len(kept) != len(lines):
+        with atomic_target(path) as tmp:
+            tmp.write_text("".join(kept), encoding="utf-8")
+
+
 def load_checkpoint(run: Path, map_location="cpu") -> dict:
     """Read ``checkpoint.pt`` safely (tensors and plain containers only)."""
     path = Path(run) / CHECKPOINT
     if not path.is_file():
         raise InputError(path, "no checkpoint in this run directory", "train first, or give the right run directory")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    state = load_weights(path, "the run's checkpoint", map_location)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise InputError(path, "is not a cryodiff VAE checkpoint (no model weights)", "give the run folder cryodiff train-vae wrote")
+    return state
+
+
+def _restore(run: Path, device, model, optimizer, generator, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Load the checkpoint's state into ``model``, ``optimizer`` and ``generator``; returns the
+    training-pass latents and the first epoch still to train. A damaged or foreign
+    checkpoint is an :class:`InputError` naming it."""
+    ckpt = load_checkpoint(run, map_location=device)
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["generator"].cpu() if device.type == "cpu" else ckpt["generator"])
+        z_mu, z_logvar = ckpt["z_mu_train"].numpy(), ckpt["z_logvar_train"].numpy()
+        epoch = ckpt["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise ValueError(f"epoch is {epoch!r}")
+        if z_mu.shape != shape or z_logvar.shape != shape:
+            raise ValueError(f"the training latents are {tuple(z_mu.shape)}, not {shape}")
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise InputError(run / CHECKPOINT, f"is damaged or not this run's ({type(err).__name__}: {str(err).splitlines()[0][:120]})",
+                         "restore it, or start a new run in another folder") from None
+    return z_mu, z_logvar, epoch + 1
 
 
 def _config(arch: Architecture, settings: TrainSettings, data: TrainingData, scale: float) -> dict:
@@ -191,7 +267,7 @@ def _check_resumable(old: dict, new: dict, path: Path) -> None:
             raise InputError(path, f"the {key} differs from the run being resumed", "resume with the original settings, or start a new run")
     if "imported_from" in old:
         raise InputError(path, "this run was imported without its optimiser state and cannot be resumed", "train a new run from the particles instead")
-    for key in ("batch_size", "lr", "beta", "seed", "invert", "window", "weight_decay", "amp"):
+    for key in ("batch_size", "lr", "beta", "seed", "invert", "window", "weight_decay", "amp"):  # not epochs, keep_every
         if old["training"].get(key) != new["training"][key]:
             raise InputError(path, f"training setting {key} differs from the run being resumed", "resume with the original settings")
 
@@ -219,14 +295,20 @@ def train_vae(
     if resume:
         if not (run / CONFIG).is_file() or not (run / CHECKPOINT).is_file():
             raise InputError(run, "there is no run to resume here (config.json or checkpoint.pt missing)", "drop --resume to start a new run")
-        config = json.loads((run / CONFIG).read_text())
-        scale = config["normalization"]["std"]
-        _check_resumable(config, _config(arch, settings, data, scale), run / CONFIG)
+        config = read_json(run / CONFIG, "the run's settings")
+        try:
+            scale = float(config["normalization"]["std"])
+            new = _config(arch, settings, data, scale)
+            _check_resumable(config, new, run / CONFIG)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise InputError(run / CONFIG, f"is not the settings of a cryodiff VAE run ({type(err).__name__}: {err})",
+                             "resume a run folder written by cryodiff train-vae, or start a new run elsewhere") from None
+        if not (math.isfinite(scale) and scale > 0):
+            raise InputError(run / CONFIG, f"normalization.std is {scale}", "restore the run's config.json, or start a new run")
+        config["training"] = new["training"]  # the epoch count and keep_every may change on resume
     else:
         scale = estimate_scale(data.images, invert=settings.invert, window=settings.window, seed=settings.seed) if len(data.indices) else 1.0
         config = _config(arch, settings, data, scale)
-        with atomic_target(run / CONFIG) as tmp:
-            tmp.write_text(json.dumps(config, indent=2))
 
     torch.manual_seed(settings.seed)
     model = HetVAE(arch).to(device)
@@ -238,13 +320,11 @@ def train_vae(
     z_logvar = np.zeros((n, arch.zdim), np.float32)
     start_epoch = 1
     if resume:
-        ckpt = load_checkpoint(run, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        generator.set_state(ckpt["generator"].cpu() if device.type == "cpu" else ckpt["generator"])
-        z_mu, z_logvar = ckpt["z_mu_train"].numpy(), ckpt["z_logvar_train"].numpy()
-        start_epoch = int(ckpt["epoch"]) + 1
+        z_mu, z_logvar, start_epoch = _restore(run, device, model, optimizer, generator, (n, arch.zdim))
+        _trim_log(run, start_epoch - 1)
         log.info("resuming %s after epoch %d", run, start_epoch - 1)
+    with atomic_target(run / CONFIG) as tmp:  # after the checks of a resumed run: a refused resume changes nothing
+        tmp.write_text(json.dumps(config, indent=2))
 
     networks = torch.compile(_networks, dynamic=True) if settings.compile else _networks
     for epoch in range(start_epoch, settings.epochs + 1):
@@ -270,11 +350,13 @@ def train_vae(
             bar.update(len(pos))
         bar.close()
         seconds = time.perf_counter() - tic
-        _save_checkpoint(run, model, optimizer, epoch, generator, z_mu, z_logvar)
         record = dict(zip(("loss", "mse", "kld"), (sums / max(n, 1)).tolist()))
         record = {"epoch": epoch, **record, "images_per_s": n / seconds, "seconds": seconds}
-        with open(run / LOG, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        # the log line first: if the process dies before the checkpoint, a resume trims it and redoes the epoch
+        _append_line(run / LOG, json.dumps(record))
+        _save_checkpoint(run, model, optimizer, epoch, generator, z_mu, z_logvar)
+        if settings.keep_every and epoch % settings.keep_every == 0:
+            _keep_epoch(run, model, epoch, data.indices, z_mu, z_logvar)
         log.info("epoch %d: loss %.5f (mse %.5f, kld %.3f), %.0f images/s", epoch, record["loss"], record["mse"], record["kld"], record["images_per_s"])
         if after_epoch is not None:
             after_epoch(epoch)
@@ -297,9 +379,9 @@ def encode_all(model: HetVAE, data: TrainingData, scale: float, invert: bool, wi
     return mu, logvar
 
 
-def write_latents(run: Path, z_mu: np.ndarray, z_logvar: np.ndarray, indices: np.ndarray) -> None:
-    """Write ``latents.h5``: z_mu, z_logvar [N, zdim] and indices [N] (0-based)."""
-    with atomic_target(Path(run) / LATENTS) as tmp, h5py.File(tmp, "w") as h5:
+def write_latents(run: Path, z_mu: np.ndarray, z_logvar: np.ndarray, indices: np.ndarray, path: Path | None = None) -> None:
+    """Write ``latents.h5`` (or ``path``): z_mu, z_logvar [N, zdim] and indices [N] (0-based)."""
+    with atomic_target(path or Path(run) / LATENTS) as tmp, h5py.File(tmp, "w") as h5:
         h5["z_mu"] = z_mu
         h5["z_logvar"] = z_logvar
         h5["indices"] = np.asarray(indices, dtype=np.int64)

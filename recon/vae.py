@@ -20,6 +20,7 @@ Units and conventions
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,6 +30,22 @@ from torch import nn
 from recon.fourier import ihartley_centered, lattice_coords, training_mask
 from recon.networks import ResidLinearMLP
 from recon.positional import PositionalEncoding
+
+
+#: The sizes a network may have (inclusive): far beyond any real use (cryoDRGN's largest published
+#: models are box 256-320, zdim <= 10, width 1024), small enough to refuse a typo such as
+#: ``--zdim 1000000000`` before it asks for gigabytes.
+ARCHITECTURE_LIMITS = {
+    "box": (8, 1024),
+    "zdim": (1, 1024),
+    "enc_dim": (1, 16384),
+    "enc_layers": (1, 64),
+    "dec_dim": (1, 16384),
+    "dec_layers": (1, 64),
+    "pe_dim": (1, 4096),
+}
+#: At most this many weights (1 GB in float32; the box-256, width-1024 model has about 7e7).
+MAX_PARAMETERS = 250_000_000
 
 
 @dataclass
@@ -47,7 +64,24 @@ class Architecture:
 
     def __post_init__(self):
         if self.pe_dim is None:
-            self.pe_dim = self.box // 2
+            self.pe_dim = self.box // 2 if isinstance(self.box, int) else None
+        for name, (low, high) in ARCHITECTURE_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} = {value!r} is not a whole number from {low} to {high}")
+        if self.box % 2:
+            raise ValueError(f"box = {self.box} is not even")
+        if not (isinstance(self.feat_sigma, (int, float)) and math.isfinite(self.feat_sigma) and self.feat_sigma > 0):
+            raise ValueError(f"feat_sigma = {self.feat_sigma!r} is not a finite number above 0")
+        if self.parameter_bound() > MAX_PARAMETERS:
+            raise ValueError(f"the network would have about {self.parameter_bound():.2g} parameters, more than {MAX_PARAMETERS:.2g} "
+                             "(fewer or narrower layers)")
+
+    def parameter_bound(self) -> int:
+        """An upper bound on the number of weights (encoder on the full D x D image)."""
+        enc = self.box**2 * self.enc_dim + self.enc_layers * self.enc_dim**2 + self.enc_dim * 2 * self.zdim
+        dec = (6 * self.pe_dim + self.zdim) * self.dec_dim + self.dec_layers * self.dec_dim**2 + 2 * self.dec_dim
+        return enc + dec
 
     def to_dict(self) -> dict:
         return asdict(self)

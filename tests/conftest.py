@@ -1,12 +1,29 @@
 """Shared fixtures: the real RELION/cryoSPARC sample files in ``../shared/formats``,
-and a tiny trained VAE run for command-line tests."""
+cryoDRGN 4.3.1 for side-by-side checks, and a tiny trained VAE run for command-line tests.
 
+Both outside resources are optional: without them the tests that need them
+skip with a reason. ``CRYODIFF_FORMATS_DIR`` points the sample files
+elsewhere (CI sets it to a missing folder once, to prove the suite passes on
+a fresh clone); ``CRYODRGN`` names a cryodrgn executable.
+"""
+
+import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
 #: The repository sits beside ``shared/`` (in CI a copy of it), never inside it.
-FORMATS_DIR = Path(__file__).resolve().parents[2] / "shared" / "formats"
+FORMATS_DIR = Path(os.environ.get("CRYODIFF_FORMATS_DIR", REPO.parent / "shared" / "formats"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that read the sample files, so ``-m shared_files`` selects them."""
+    for item in items:
+        if "formats_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_files)
 
 
 @pytest.fixture
@@ -15,6 +32,23 @@ def formats_dir() -> Path:
     if not (FORMATS_DIR / "expected").is_dir():
         pytest.skip(f"sample files not found at {FORMATS_DIR}")
     return FORMATS_DIR
+
+
+def find_cryodrgn() -> Path | None:
+    """The cryodrgn 4.3.1 executable: $CRYODRGN, the repository's ``.venv-cryodrgn`` (which
+    ``.ci/run`` makes), or one on PATH; ``None`` if there is none."""
+    candidates = [os.environ.get("CRYODRGN"), REPO / ".venv-cryodrgn" / "bin" / "cryodrgn", shutil.which("cryodrgn")]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def cryodrgn() -> Path:
+    """cryoDRGN 4.3.1, run as a separate program (never imported); skips the test without it."""
+    exe = find_cryodrgn()
+    if exe is None:
+        pytest.skip("cryoDRGN 4.3.1 not found: set CRYODRGN=/path/to/cryodrgn, or make .venv-cryodrgn "
+                    "(python3 -m venv .venv-cryodrgn && .venv-cryodrgn/bin/pip install torch==2.13.0 cryodrgn==4.3.1)")
+    return exe
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +116,30 @@ def fails_with_one_line(capsys):
             assert phrase in err, err
 
     return check
+
+
+class _NumericLogRecord(logging.LogRecord):
+    """A log record that keeps numbers as numbers (numpy scalars become Python ones) and turns
+    everything else into text, so that it holds no references to objects (the leak safety
+    napari's pytest plugin wants) and ``%d``/``%.3g`` still format numpy values."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if isinstance(self.args, tuple):
+            self.args = tuple(a.item() if hasattr(a, "item") and getattr(a, "ndim", None) == 0 else
+                              a if isinstance(a, int | float) else str(a) for a in self.args)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def numeric_log_arguments(request):
+    """napari's pytest plugin (``use_leak_safe_log_records``) turns numpy log arguments into
+    strings, which breaks ``log.info("%d", np.int64(3))`` in every test of the session; this
+    replaces its record factory by one that keeps numbers."""
+    try:
+        request.getfixturevalue("use_leak_safe_log_records")
+    except pytest.FixtureLookupError:
+        pass  # napari not installed
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(_NumericLogRecord)
+    yield
+    logging.setLogRecordFactory(previous)

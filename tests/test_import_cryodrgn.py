@@ -7,9 +7,9 @@ weights.N.pkl = torch.save of {"epoch", "model_state_dict",
 model's volumes are compared with a direct numpy evaluation of cryoDRGN's
 decoder (positional encoding, residual MLP, half-space Hermitian evaluation,
 inverse Hartley transform of the (D+1)³ lattice), written here without
-recon.vae. When cryoDRGN 4.3.1 is installed at $CRYODRGN (default
-/tmp/cdrgn/bin/cryodrgn, a separate venv), one more test compares with the
-output of `cryodrgn eval_vol` itself.
+recon.vae. When cryoDRGN 4.3.1 is available (the ``cryodrgn`` fixture:
+$CRYODRGN, the repository's .venv-cryodrgn, or PATH), one more test compares
+with the output of `cryodrgn eval_vol` itself.
 """
 
 import os
@@ -17,7 +17,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +29,6 @@ from recon.io.cryodrgn_run import load_pickles_safely
 from recon.run import load_run
 
 BOX, ZDIM, QDIM, PDIM, LAYERS, N = 16, 3, 24, 20, 2, 40
-CRYODRGN = Path(os.environ.get("CRYODRGN", "/tmp/cdrgn/bin/cryodrgn"))
 
 
 # ---------------------------------------------------------------- reference maths
@@ -302,17 +300,19 @@ def test_refuses_to_overwrite_a_run(tmp_path, capsys):
 
 # ---------------------------------------------------------------- real cryoDRGN
 
-def cryodrgn(*args, cwd):
+def run_cryodrgn(exe, *args, cwd):
     env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    result = subprocess.run([str(CRYODRGN), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env)
+    result = subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CRYODRGN.is_file(), reason=f"cryoDRGN 4.3.1 not installed at {CRYODRGN}")
-def test_imported_volumes_equal_real_cryodrgn_eval_vol(tmp_path):
+def test_imported_volumes_equal_real_cryodrgn_eval_vol(cryodrgn, tmp_path):
+    from functools import partial
+
     from recon.synthetic import write_synthetic_dataset
 
+    cryodrgn = partial(run_cryodrgn, cryodrgn)
     write_synthetic_dataset(tmp_path, n=120, box=16, apix=4.0, snr=0.5, seed=3, grid=1)
     cryodrgn("parse_pose_star", "particles.star", "-o", "pose.pkl", cwd=tmp_path)
     cryodrgn("parse_ctf_star", "particles.star", "-o", "ctf.pkl", cwd=tmp_path)

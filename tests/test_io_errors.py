@@ -138,7 +138,7 @@ def test_missing_ctf_column(tmp_path, column):
 def test_missing_pixel_size_and_amplitude_contrast(tmp_path):
     star = _star(tmp_path / "p.star", ["1@s.mrcs"], rlnImagePixelSize=None, rlnAmplitudeContrast=None)
     _raises(lambda: read_metadata(star, apix=1.0), names=["p.star", "rlnAmplitudeContrast"], says="amplitude_contrast=")
-    _raises(lambda: read_metadata(star, amplitude_contrast=0.1), names=["p.star", "pixel size"], says="apix=")
+    _raises(lambda: read_metadata(star, amplitude_contrast=0.1), names=["p.star", "pixel size"], says="--apix")
     assert read_metadata(star, apix=1.0, amplitude_contrast=0.1).ctf[0, 7] == pytest.approx(0.1)
 
 

@@ -106,5 +106,5 @@ def test_cryosparc_2d_only_has_no_poses(formats_dir):
 
 
 def test_cryosparc_stacks_are_looked_up_from_the_project(formats_dir):
-    with pytest.raises(InputError, match=r"blob/path.*Fix: pass datadir="):
+    with pytest.raises(InputError, match=r"blob/path.*Fix: pass --datadir .*datadir= in Python"):
         read_particles(formats_dir / "cryosparc_P12_J24_001_particles.cs")

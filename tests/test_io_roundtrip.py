@@ -195,3 +195,22 @@ def test_txt_list_and_datadir(tmp_path):
     write_stack(nested / "b.mrcs", b, 1.0)
     particles = read_particles(project / "p.star", datadir=tmp_path / "mirror")  # datadir + path
     assert particles.images.files[0] == nested / "a.mrcs"
+
+
+@pytest.mark.parametrize("order", [(3, 2, 1), (1, 2, 3), (2, 3, 1)])
+def test_volume_in_another_axis_order_with_an_origin_reads_as_z_y_x(tmp_path, order):
+    """A map whose header stores its axes in another order (mapc, mapr, maps), with a non-zero
+    origin, reads back as the original [z, y, x] array."""
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=(6, 7, 8)).astype(np.float32)  # [z, y, x], three different lengths
+    maps, mapr, mapc = order  # the file axis (1 = x, 2 = y, 3 = z) of sections, rows, columns
+    stored = volume.transpose([(3, 2, 1).index(axis) for axis in order])
+    path = tmp_path / "map.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.ascontiguousarray(stored))
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = mapc, mapr, maps
+        mrc.header.origin = (12.5, -3.0, 40.0)
+        mrc.voxel_size = 1.5
+    read, apix = read_volume(path)
+    np.testing.assert_array_equal(read, volume)
+    assert apix == pytest.approx(1.5)

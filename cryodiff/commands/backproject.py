@@ -1,15 +1,24 @@
 """Homogeneous reconstruction by CTF-weighted Fourier-space insertion.
 
 Reads poses, shifts and CTF straight from the particle file (or --poses/--ctf
-cryoDRGN pickles) and writes the map, two half maps (particles of even and odd
-index) and prints the half-map resolution at FSC 0.143.
+cryoDRGN pickles) and writes the map and two half maps, and prints the
+half-map resolution at FSC 0.143. The half maps follow the gold-standard half
+sets of the refinement the poses came from (RELION's rlnRandomSubset,
+cryoSPARC's alignments3D/split) when the file has them; otherwise the selected
+particles alternate between the halves in file order.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from cryodiff.commands._common import add_particle_args, batches, load_particles, output_file, progress_bar
+import numpy as np
+
+from cryodiff.cli.types import nonnegative_float
+from cryodiff.commands._common import add_force_arg, add_particle_args, batches, load_particles, output_file, particle_inputs, progress_bar
+from cryodiff.output_folder import output_files
+from recon.errors import InputError
 
 HELP = "reconstruct one volume (and half maps) from particles with known poses"
 log = logging.getLogger("cryodiff.backproject")
@@ -19,19 +28,43 @@ def add_args(parser):
     add_particle_args(parser)
     parser.add_argument("-o", "--output", required=True, help="output map, .mrc; half maps go beside it (_half1, _half2)")
     parser.add_argument(
-        "--reg", type=float, default=0.1, help="Wiener-style regulariser, fraction of the mean CTF² weight (default: %(default)s)"
+        "--reg", type=nonnegative_float, default=0.1, help="Wiener-style regulariser, fraction of the mean CTF² weight (default: %(default)s)"
     )
+    add_force_arg(parser)
 
 
 def run(args) -> None:
-    from recon.backproject import backproject
-    from recon.fsc import fsc, resolution
-    from recon.io import write_volume
-
     out = output_file(args.output, (".mrc",))
     particles, indices = load_particles(args)
     meta = particles.meta
     rotations, shifts = meta.require_poses()
+    if meta.apix is None:
+        raise InputError(args.particles, "no pixel size in the particle file, its stacks or --ctf", "pass --apix in Å/px")
+    half_set = half_sets(meta, indices)
+    halves = [out.with_name(f"{out.stem}_{name}.mrc") for name in ("half1", "half2")]
+    with output_files([out, *halves], "backproject", inputs=particle_inputs(args, particles), force=args.force):
+        _reconstruct(args, particles, indices, rotations, shifts, half_set, out, halves)
+
+
+def half_sets(meta, indices: np.ndarray) -> np.ndarray:
+    """Half set (0/1) of every particle of ``meta``: the file's own (rlnRandomSubset,
+    alignments3D/split), else alternating in the order of the selection ``indices`` (so that a
+    selection of every other particle still fills both halves)."""
+    halves = meta.half_sets()
+    if halves is not None:
+        log.info("half maps follow the file's half sets (%s)", "rlnRandomSubset" if "rlnRandomSubset" in meta.table.columns else "alignments3D/split")
+        return halves
+    halves = np.zeros(len(meta), np.int8)
+    halves[np.asarray(indices)] = np.arange(len(indices)) % 2
+    return halves
+
+
+def _reconstruct(args, particles, indices, rotations, shifts, half_set, out: Path, halves: list[Path]) -> None:
+    from recon.backproject import backproject
+    from recon.fsc import describe_resolution, fsc, resolution
+    from recon.io import write_volume
+
+    meta = particles.meta
     log.info("backprojecting %d of %d particles (box %d, %.4g Å/px)", len(indices), len(particles), meta.box, meta.apix)
     with progress_bar(len(indices), "backproject") as bar:
         rec = backproject(
@@ -43,9 +76,11 @@ def run(args) -> None:
             meta.apix,
             invert=args.invert,
             reg=args.reg,
+            halves=half_set,
         )
     write_volume(out, rec.volume, rec.apix)
-    for name, vol in (("half1", rec.half1), ("half2", rec.half2)):
-        write_volume(out.with_name(f"{out.stem}_{name}.mrc"), vol, rec.apix)
+    for path, vol in zip(halves, (rec.half1, rec.half2)):
+        write_volume(path, vol, rec.apix)
     freqs, curve = fsc(rec.half1, rec.half2)
-    log.info("wrote %s and its half maps; half-map resolution (FSC 0.143): %.2f Å", out, resolution(freqs, curve, 0.143, rec.apix))
+    res = describe_resolution(resolution(freqs, curve, 0.143, rec.apix), 0.143, rec.apix)
+    log.info("wrote %s and its half maps; half-map resolution (FSC 0.143): %s", out, res)

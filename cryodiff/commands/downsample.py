@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import numpy as np
 
-from cryodiff.commands._common import output_file, progress_bar
+from cryodiff.cli.types import even_box, positive_float, positive_int
+from cryodiff.commands._common import add_force_arg, output_file, progress_bar
+from cryodiff.output_folder import output_files
 from recon.errors import InputError
 
 HELP = "downsample particles or a volume by Fourier cropping to a smaller box"
@@ -22,30 +25,41 @@ log = logging.getLogger("cryodiff.downsample")
 
 def add_args(parser):
     parser.add_argument("input", help=".mrcs/.mrc stack, .star, .cs or .txt particles; or a volume with --is-vol")
-    parser.add_argument("-D", "--box", type=int, required=True, help="new box size in pixels (even, smaller than the input)")
+    parser.add_argument("-D", "--box", type=even_box, required=True, help="new box size in pixels (even, smaller than the input)")
     parser.add_argument("-o", "--output", required=True, help="output .mrcs (particles) or .mrc (volume)")
     parser.add_argument("--is-vol", action="store_true", help="the input is a 3-D volume")
     parser.add_argument("--datadir", help="folder with the stacks that a .star/.cs refers to")
-    parser.add_argument("--apix", type=float, help="input pixel size in Å, for files that lack it")
-    parser.add_argument("-b", "--batch-size", type=int, default=512, help="images per batch (default: %(default)s)")
+    parser.add_argument("--apix", "--Apix", type=positive_float, help="input pixel size in Å, for files that lack it")
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=512, help="images per batch (default: %(default)s)")
+    add_force_arg(parser)
 
 
 def run(args) -> None:
     if args.is_vol:
         return _downsample_volume(args)
-    from recon.downsample import downsample_stack
-    from recon.io import read_particles, write_star
+    from recon.io import read_particles
 
     out = output_file(args.output, (".mrcs",))
     particles = read_particles(args.input, datadir=args.datadir, apix=args.apix)
     meta = particles.meta
     _check_box(args.input, meta.box, args.box)
+    writes_star = args.input.lower().endswith((".star", ".cs"))
+    outputs = [out, out.with_suffix(".star")] if writes_star else [out]
+    with output_files(outputs, "downsample", inputs=[args.input, *particles.images.files], force=args.force):
+        _downsample_particles(args, particles, out, writes_star)
+
+
+def _downsample_particles(args, particles, out: Path, writes_star: bool) -> None:
+    from recon.downsample import downsample_stack
+    from recon.io import write_star
+
+    meta = particles.meta
     scale = meta.box / args.box
     apix_in = meta.apix or 1.0
     log.info("downsampling %d particles from %d to %d px (%.4g -> %.4g Å/px)", len(particles), meta.box, args.box, apix_in, apix_in * scale)
     with progress_bar(len(particles), "downsample") as bar:
         downsample_stack(particles.images, args.box, out, apix_in * scale, batch_size=args.batch_size, progress=bar.update)
-    if args.input.lower().endswith((".star", ".cs")):
+    if writes_star:
         ctf = None if meta.ctf is None else meta.ctf.copy()
         if ctf is not None:
             ctf[:, 0] = args.box
@@ -71,12 +85,17 @@ def _check_box(path, old: int, new: int) -> None:
 
 
 def _downsample_volume(args) -> None:
+    out = output_file(args.output, (".mrc",))
+    with output_files([out], "downsample", inputs=[args.input], force=args.force):
+        _crop_volume(args, out)
+
+
+def _crop_volume(args, out: Path) -> None:
     import torch
 
     from recon.fourier import fourier_crop_volume
     from recon.io import read_volume, write_volume
 
-    out = output_file(args.output, (".mrc",))
     vol, apix = read_volume(args.input)
     if len(set(vol.shape)) != 1:
         raise InputError(args.input, f"volume is not cubic: {vol.shape}", "drop --is-vol if this is a particle stack")

@@ -2,35 +2,45 @@
 
 Writes DIR/vol_000.mrc, vol_001.mrc, ... one per latent (row of --zfile or
 group of --zdim numbers after -z), in order, with the voxel size of the
-training data (or apix * D / box with -D). From Python, the same is
+training data (or apix * D / box with -D), and their latents in DIR/vol_z.txt.
+Re-using DIR replaces the volumes this command wrote there before; a folder
+holding anything else is refused (--force to write beside it). From Python, the same is
 ``recon.run.load_run(RUN).volume(z)``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 
-from cryodiff.commands._common import progress_bar
+from cryodiff.cli.types import even_box, finite_float, positive_float
+from cryodiff.commands._common import add_force_arg
+from cryodiff.commands._volumes import check_box, write_volumes
+from cryodiff.output_folder import output_folder
+from cryodiff.outputs import prepare_series
 from recon.errors import InputError
+from recon.io.safe_read import load_npy
 
 HELP = "volumes of a trained VAE at latent coordinates"
 log = logging.getLogger("cryodiff.eval_vol")
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 def add_args(parser):
     parser.add_argument("run", help="run directory written by cryodiff train-vae (or import-cryodrgn)")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("-z", type=float, nargs="+", help="latent coordinates: zdim numbers per volume, several volumes in a row")
+    group.add_argument("-z", type=finite_float, nargs="+", help="latent coordinates: zdim numbers per volume, several volumes in a row")
     group.add_argument("--zfile", help="text or .npy file with one latent per row")
     parser.add_argument("-o", "--outdir", required=True, help="output folder (created)")
-    parser.add_argument("-D", "--box", type=int, help="evaluate on a smaller box (even, pixels); pixel size grows by D/box")
-    parser.add_argument("--apix", type=float, help="override the pixel size written to the maps (Å)")
+    parser.add_argument("-D", "--box", "-d", "--downsample", type=even_box, help="evaluate on a smaller box (even, pixels); pixel size grows by D/box")
+    parser.add_argument("--apix", "--Apix", type=positive_float, help="override the pixel size written to the maps (Å)")
     parser.add_argument("--flip", action="store_true", help="mirror the maps (the other hand)")
     parser.add_argument("--invert", action="store_true", help="negate the maps")
-    parser.add_argument("--prefix", default="vol_", help="file name prefix (default: %(default)s)")
+    parser.add_argument("--prefix", default="vol_", help="file name prefix (default: %(default)s); the latents go to PREFIXz.txt")
+    add_force_arg(parser)
 
 
 def read_latents(args, zdim: int) -> np.ndarray:
@@ -43,28 +53,39 @@ def read_latents(args, zdim: int) -> np.ndarray:
     if not path.is_file():
         raise InputError(path, "latent file not found", "check the path given to --zfile")
     try:
-        z = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, ndmin=2)
-    except ValueError as err:
+        z = load_npy(path, "the latents") if path.suffix == ".npy" else np.loadtxt(path, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as err:
         raise InputError(path, f"cannot read latents ({err})", f"write one row of {zdim} numbers per volume") from None
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))
-    if z.shape[1] != zdim:
+    if z.ndim != 2 or z.shape[1] != zdim:
         raise InputError(path, f"rows have {z.shape[1]} values but the model's zdim is {zdim}", f"write {zdim} numbers per row")
+    if not np.isfinite(z).all():
+        row = int(np.flatnonzero(~np.isfinite(z).all(axis=1))[0])
+        raise InputError(path, f"row {row + 1} holds NaN or infinite values", "give finite latent coordinates")
     return z
 
 
 def run(args) -> None:
-    from recon.io import write_volume
     from recon.run import load_run
 
+    if not _PREFIX.fullmatch(args.prefix):
+        raise InputError("--prefix", f"{args.prefix!r} is not a plain file-name prefix", "use letters, digits, '_', '-' or '.', e.g. vol_")
     run_ = load_run(args.run)
     z = read_latents(args, run_.zdim)
-    if args.box is not None and (args.box % 2 or not 8 <= args.box <= run_.box):
-        raise InputError("-D", f"box {args.box} is not an even size between 8 and {run_.box}", "choose a smaller even box")
-    out = Path(args.outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    apix = args.apix or run_.apix_at(args.box)
-    with progress_bar(len(z), "eval-vol", unit="vol") as bar:
-        for i, zi in enumerate(z):
-            write_volume(out / f"{args.prefix}{i:03d}.mrc", run_.volume(zi, args.box, flip=args.flip, invert=args.invert), apix)
-            bar.update()
-    log.info("wrote %d volumes to %s (%.4g Å/px)", len(z), out, apix)
+    check_box(args.box, run_)
+    inputs = [run_.path / name for name in ("config.json", "checkpoint.pt", "latents.h5")] + ([args.zfile] if args.zfile else [])
+    with output_folder(args.outdir, "eval-vol", kind="eval-vol", inputs=inputs, force=args.force) as folder:
+        prepare_series(folder, z, zfile=f"{args.prefix}z.txt", prefix=args.prefix)
+        if args.apix is not None:
+            run_ = _with_apix(run_, args.apix * (args.box or run_.box) / run_.box)
+        write_volumes(run_, [(folder, z)], args, prefix=args.prefix)
+    log.info("wrote %d volumes and their latents to %s", len(z), args.outdir)
+
+
+def _with_apix(run_, apix: float):
+    """``run_`` whose volumes are labelled with pixel size ``apix`` (Å) at the original box."""
+    import copy
+
+    relabelled = copy.copy(run_)
+    relabelled.config = {**run_.config, "data": {**run_.config["data"], "apix": apix}}
+    return relabelled

@@ -16,8 +16,11 @@ run had no CTF. Encoders other than resid, the hartley domain, leaky_relu,
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from recon.errors import InputError
+from cryodiff.cli.types import positive_float, positive_int
+from cryodiff.commands._common import add_force_arg
+from cryodiff.output_folder import output_folder
 
 HELP = "import a cryoDRGN train_vae output folder as a cryodiff run"
 log = logging.getLogger("cryodiff.import_cryodrgn")
@@ -26,17 +29,17 @@ log = logging.getLogger("cryodiff.import_cryodrgn")
 def add_args(parser):
     parser.add_argument("workdir", help="output folder of cryodrgn train_vae (its -o)")
     parser.add_argument("-o", "--outdir", required=True, help="cryodiff run directory to write (created)")
-    parser.add_argument("--epoch", type=int, help="epoch to import, 1-based as in weights.N.pkl (default: the last one)")
-    parser.add_argument("--apix", type=float, help="pixel size in Å of the training images (default: from the run's ctf.pkl)")
+    parser.add_argument("--epoch", type=positive_int, help="epoch to import, 1-based as in weights.N.pkl (default: the last one)")
+    parser.add_argument("--apix", "--Apix", type=positive_float, help="pixel size in Å of the training images (default: from the run's ctf.pkl)")
     parser.add_argument("--ind", help="index file the run was trained with, if the one named in its config has moved")
+    add_force_arg(parser)
 
 
 def run(args) -> None:
     from recon.io.cryodrgn_run import import_cryodrgn
 
-    if args.apix is not None and not args.apix > 0:
-        raise InputError("--apix", f"pixel size {args.apix} is not positive", "give the pixel size in Å, e.g. --apix 1.5")
-    if args.epoch is not None and args.epoch < 1:
-        raise InputError("--epoch", f"epoch {args.epoch} is not positive", "epochs count from 1, as in weights.1.pkl")
-    out = import_cryodrgn(args.workdir, args.outdir, epoch=args.epoch, apix=args.apix, ind=args.ind)
+    workdir = Path(args.workdir)
+    inputs = [workdir, *(workdir.iterdir() if workdir.is_dir() else ())]
+    with output_folder(args.outdir, "import-cryodrgn", kind="import-cryodrgn", inputs=inputs, force=args.force, marker="config.json"):
+        out = import_cryodrgn(workdir, args.outdir, epoch=args.epoch, apix=args.apix, ind=args.ind)
     log.info("imported %s into %s; volumes with: cryodiff eval-vol %s -z ...", args.workdir, out, out)

@@ -25,7 +25,11 @@ import json
 import logging
 from pathlib import Path
 
-from cryodiff.commands.analyze import add_volume_args, check_box, clear_stale_volumes, latents_of, save_array, write_volumes
+from cryodiff.cli.types import count, nonnegative_int, positive_int
+from cryodiff.commands._common import add_force_arg, progress_bar
+from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
+from cryodiff.output_folder import output_folder
+from cryodiff.outputs import prepare_series, save_array
 from recon.errors import InputError
 from recon.io.mrc import atomic_target
 
@@ -36,14 +40,15 @@ log = logging.getLogger("cryodiff.interpolate")
 def add_args(parser):
     parser.add_argument("prior", help="prior directory written by cryodiff train-prior")
     parser.add_argument("--run", required=True, help="VAE run whose latents the prior was trained on")
-    parser.add_argument("--from", dest="start", type=int, required=True, help="row of the first particle in the run's latents")
-    parser.add_argument("--to", dest="end", type=int, required=True, help="row of the last particle in the run's latents")
-    parser.add_argument("-n", type=int, default=10, help="points on the PF-ODE and straight paths (default: %(default)s)")
+    parser.add_argument("--from", dest="start", type=nonnegative_int, required=True, help="row of the first particle in the run's latents")
+    parser.add_argument("--to", dest="end", type=nonnegative_int, required=True, help="row of the last particle in the run's latents")
+    parser.add_argument("-n", type=count(10**5, "points on a path"), default=10, help="points on the PF-ODE and straight paths (default: %(default)s)")
     parser.add_argument("-o", "--outdir", required=True, help="output directory")
-    parser.add_argument("-k", type=int, default=10, help="neighbours for the graph path and the distance to the data (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=64, help="Heun steps of each ODE solve (the path and the log-densities; default: %(default)s)")
+    parser.add_argument("-k", type=positive_int, default=10, help="neighbours for the graph path and the distance to the data (default: %(default)s)")
+    parser.add_argument("--steps", type=positive_int, default=64, help="Heun steps of each ODE solve (the path and the log-densities; default: %(default)s)")
     parser.add_argument("--volumes", action="store_true", help="also write the volumes of the PF-ODE path")
     add_volume_args(parser)
+    add_force_arg(parser)
 
 
 def _check_rows(args, n: int) -> None:
@@ -69,7 +74,6 @@ def _paths(prior, z, args) -> tuple[dict, list | None]:
 
 
 def run(args) -> None:
-    from cryodiff.paths import path_metrics
     from cryodiff.prior import load_prior
     from recon.run import load_run
 
@@ -77,26 +81,38 @@ def run(args) -> None:
         raise InputError("-n", f"{args.n} points do not make a path", "use -n 2 or more")
     prior = load_prior(args.prior)
     run_ = load_run(args.run)
-    z = latents_of(run_)
+    z = run_.latents()
     if run_.zdim != prior.zdim:
         raise InputError(args.run, f"the VAE has zdim {run_.zdim} but the prior's latents have zdim {prior.zdim}", "give the run whose latents the prior was trained on")
     _check_rows(args, len(z))
     check_box(args.box, run_)
-    out = Path(args.outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths, rows = _paths(prior, z, args)
-    metrics = {name: path_metrics(path, z, prior, args.k, args.steps) for name, path in paths.items()}
+    inputs = [Path(args.prior) / "prior.json", Path(args.prior) / "prior.pt"] + [run_.path / n for n in ("checkpoint.pt", "latents.h5")]
+    with output_folder(args.outdir, "interpolate", kind="interpolate", inputs=inputs, force=args.force) as folder:
+        _interpolate(args, prior, run_, z, folder)
+
+
+def _interpolate(args, prior, run_, z, folder) -> None:
+    from cryodiff.paths import path_metrics
+
+    with progress_bar(4, "paths and their scores", unit="step") as bar:
+        paths, rows = _paths(prior, z, args)
+        bar.total = 1 + len(paths)  # no graph path when the kNN graph does not connect the two
+        bar.update()
+        metrics = {}
+        for name, path in paths.items():
+            metrics[name] = path_metrics(path, z, prior, args.k, args.steps)
+            bar.update()
     record = {"from": args.start, "to": args.end, "k": args.k, "steps": args.steps, "graph_rows": rows, "paths": metrics}
     if args.volumes:
-        clear_stale_volumes(out, out / "z_prior.txt", paths["prior"])
+        prepare_series(folder, paths["prior"], zfile="z_prior.txt")
     for name, path in paths.items():
-        save_array(out / f"z_{name}.txt", path)
+        save_array(folder.file(f"z_{name}.txt"), path)
     if "graph" not in paths:
-        (out / "z_graph.txt").unlink(missing_ok=True)  # an earlier run's graph path would not belong to this one
-    with atomic_target(out / "metrics.json") as tmp:
+        folder.remove(folder.owned("z_graph.txt"))  # an earlier run's graph path would not belong to this one
+    with atomic_target(folder.file("metrics.json")) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     for name, m in metrics.items():
         log.info("%-6s %3d points: mean distance to the data %.3f (max %.3f), mean log-density %.2f",
                  name, m["points"], m["knn_distance_mean"], m["knn_distance_max"], m["log_prob_mean"])
     if args.volumes:
-        write_volumes(run_, [(out, paths["prior"])], args)
+        write_volumes(run_, [(folder, paths["prior"])], args)

@@ -23,11 +23,15 @@ DIR/vol_000.mrc, vol_001.mrc, ... in the order of the rows of -o; with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
-from cryodiff.commands._common import output_file
-from cryodiff.commands.analyze import add_volume_args, check_box, clear_stale_volumes, save_array, write_volumes
+from cryodiff.cli.types import count, positive_int, seed
+from cryodiff.commands._common import add_force_arg, output_file
+from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
+from cryodiff.output_folder import output_files, output_folder
+from cryodiff.outputs import prepare_series, save_array
 from recon.errors import InputError
 
 HELP = "sample latents and volumes from a trained diffusion prior"
@@ -36,15 +40,16 @@ log = logging.getLogger("cryodiff.sample")
 
 def add_args(parser):
     parser.add_argument("prior", help="prior directory written by cryodiff train-prior")
-    parser.add_argument("-n", type=int, required=True, help="number of latents")
+    parser.add_argument("-n", type=count(10**7, "latents per call (write several files instead)"), required=True, help="number of latents")
     parser.add_argument("-o", "--output", required=True, help="latents file (.txt or .npy)")
     parser.add_argument("--solver", help="solver (default: the prior's first; see above)")
-    parser.add_argument("--steps", type=int, help="solver steps (default: per solver)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--steps", type=positive_int, help="solver steps (default: per solver)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--compare-gaussian", action="store_true", help="also write N(0, I) latents to <output>.gaussian.<suffix>")
     parser.add_argument("--volumes", metavar="DIR", help="write the volumes of the latents here (needs --run)")
     parser.add_argument("--run", help="VAE run whose decoder makes the volumes")
     add_volume_args(parser)
+    add_force_arg(parser)
 
 
 def _load_run(args, zdim: int):
@@ -67,27 +72,27 @@ def _load_run(args, zdim: int):
 def run(args) -> None:
     from cryodiff.prior import load_prior
 
-    if args.n < 1:
-        raise InputError("-n", f"{args.n} samples", "use -n 1 or more")
     out = output_file(args.output, (".txt", ".npy"))
     prior = load_prior(args.prior)
     run_ = _load_run(args, prior.zdim)
-    z = prior.sample(args.n, solver=args.solver, steps=args.steps, seed=args.seed)
-    save_array(out, z)
-    latents = {"": z}
-    if args.compare_gaussian:
-        latents["gaussian"] = prior.gaussian(args.n, seed=args.seed)
-        save_array(out.with_name(f"{out.stem}.gaussian{out.suffix}"), latents["gaussian"])
-    log.info("wrote %d latents to %s", args.n, out)
-    if run_ is not None:
-        _write_volumes(run_, Path(args.volumes), latents, args)
-
-
-def _write_volumes(run_, root: Path, latents: dict, args) -> None:
-    """Volumes of each set of latents in ``root/<name>`` with its ``z.txt`` (rows in volume order)."""
-    jobs = [(root / name, z) for name, z in latents.items()]
-    for folder, z in jobs:
-        folder.mkdir(parents=True, exist_ok=True)
-        clear_stale_volumes(folder, folder / "z.txt", z)
-        save_array(folder / "z.txt", z)
-    write_volumes(run_, jobs, args)
+    files = [out] + ([out.with_name(f"{out.stem}.gaussian{out.suffix}")] if args.compare_gaussian else [])
+    inputs = [Path(args.prior) / "prior.json", Path(args.prior) / "prior.pt"]
+    names = [""] + (["gaussian"] if args.compare_gaussian else [])
+    with contextlib.ExitStack() as stack:
+        # every output is checked before anything is sampled or written
+        stack.enter_context(output_files(files, "sample", inputs=inputs, force=args.force))
+        folders = [] if run_ is None else [
+            stack.enter_context(output_folder(Path(args.volumes) / name, "sample", kind="sample",
+                                              inputs=inputs + [run_.path / "checkpoint.pt"], force=args.force))
+            for name in names]
+        latents = {"": prior.sample(args.n, solver=args.solver, steps=args.steps, seed=args.seed)}
+        if args.compare_gaussian:
+            latents["gaussian"] = prior.gaussian(args.n, seed=args.seed)
+        for path, values in zip(files, latents.values()):
+            save_array(path, values)
+        log.info("wrote %d latents to %s", args.n, out)
+        if folders:
+            jobs = [(folder, z) for folder, z in zip(folders, latents.values())]
+            for folder, z in jobs:
+                prepare_series(folder, z)
+            write_volumes(run_, jobs, args)

@@ -12,6 +12,11 @@ mass (junk, a foreign molecule, bad images) score low.
     log_prob   float64 [N], nats
     indices    int64 [N], each latent's particle index (the run's indices
                from latents.h5, else 0..N-1)
+
+and beside it OUT.png, a histogram of the scores with a suggested cut-off
+(a separate low-scoring group, else median - 4 robust SD; also stored as the
+attribute suggested_cutoff). Drop the low scorers in one step with cryodiff
+select RUN --scores OUT.h5 --min-log-prob CUTOFF (or --drop-worst PERCENT).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cryodiff.commands._common import output_file, progress_bar
+from cryodiff.cli.types import positive_int
+from cryodiff.commands._common import add_force_arg, output_file, progress_bar
+from cryodiff.output_folder import output_files
 from recon.errors import InputError
 from recon.io.mrc import atomic_target
 
@@ -35,21 +42,22 @@ def add_args(parser):
     source.add_argument("--run", help="cryodiff run directory (its latents.h5)")
     source.add_argument("--latents", help="latents: .h5 with z_mu, cryoDRGN z.N.pkl or .npy [N, zdim]")
     parser.add_argument("-o", "--output", required=True, help="scores file (.h5)")
-    parser.add_argument("--steps", type=int, default=64, help="Heun steps of the ODE (default: %(default)s)")
-    parser.add_argument("-b", "--batch-size", type=int, default=1024, help="latents per batch (default: %(default)s)")
+    parser.add_argument("--steps", type=positive_int, default=64, help="Heun steps of the ODE (default: %(default)s)")
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=1024, help="latents per batch (default: %(default)s)")
+    add_force_arg(parser)
 
 
 def particle_indices(source: Path, n: int) -> np.ndarray:
     """The ``indices`` dataset ``[n]`` beside ``z_mu`` in a run's or an .h5's latents, else ``0..n-1``."""
-    import h5py
+    from recon.io.safe_read import open_h5, read_h5_array
 
     path = source / "latents.h5" if source.is_dir() else source
     if path.suffix.lower() not in (".h5", ".hdf5"):
         return np.arange(n, dtype=np.int64)
-    with h5py.File(path, "r") as h5:
+    with open_h5(path, "the latents file") as h5:
         if "indices" not in h5:
             return np.arange(n, dtype=np.int64)
-        indices = np.asarray(h5["indices"][()], dtype=np.int64).reshape(-1)
+        indices = np.asarray(read_h5_array(h5, "indices", path, "the latents file"), dtype=np.int64).reshape(-1)
     if len(indices) != n:
         raise InputError(path, f"{len(indices)} indices for {n} latents", "give a latents file whose indices and z_mu match")
     return indices
@@ -65,20 +73,20 @@ def score(prior, z: np.ndarray, steps: int, batch_size: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _write(out: Path, log_prob: np.ndarray, indices: np.ndarray, steps: int) -> None:
+def _write(out: Path, log_prob: np.ndarray, indices: np.ndarray, steps: int, cutoff: float) -> None:
     import h5py
 
     with atomic_target(out) as tmp, h5py.File(tmp, "w") as h5:
         h5["log_prob"], h5["indices"] = log_prob.astype(np.float64), indices
         h5.attrs["steps"] = steps
+        h5.attrs["suggested_cutoff"] = cutoff
 
 
 def run(args) -> None:
+    from cryodiff.particle_scores import suggest_cutoff
+    from cryodiff.plots import plot_score_histogram
     from cryodiff.prior import load_prior, read_latents
 
-    for option, value in (("--steps", args.steps), ("--batch-size", args.batch_size)):
-        if value < 1:
-            raise InputError(option, f"{value} is not positive", f"give {option} 1 or more")
     out = output_file(args.output, (".h5",))
     source = Path(args.run or args.latents)
     prior = load_prior(args.prior)
@@ -86,6 +94,14 @@ def run(args) -> None:
     if z.shape[1] != prior.zdim:
         raise InputError(source, f"the latents have zdim {z.shape[1]} but the prior's have zdim {prior.zdim}", "give the latents the prior was trained on (or of the same VAE)")
     indices = particle_indices(source, len(z))
-    log_prob = score(prior, z, args.steps, args.batch_size)
-    _write(out, log_prob, indices, args.steps)
+    png = out.with_suffix(".png")
+    inputs = [source / "latents.h5" if source.is_dir() else source, Path(args.prior) / "prior.pt"]
+    with output_files([out, png], "score-particles", inputs=inputs, force=args.force):
+        log_prob = score(prior, z, args.steps, args.batch_size)
+        cut = suggest_cutoff(log_prob)
+        _write(out, log_prob, indices, args.steps, cut.value)
+        plot_score_histogram(log_prob, cut.value, png)
     log.info("wrote %d scores to %s: median %.2f nats, 1st percentile %.2f", len(z), out, np.median(log_prob), np.percentile(log_prob, 1))
+    log.info("suggested cut-off %.2f nats (%s): %.1f %% of particles below; histogram in %s", cut.value, cut.rule, 100 * cut.fraction, png)
+    if args.run:
+        log.info("to drop them: cryodiff select %s --scores %s --min-log-prob %.2f -o clean.star", args.run, out, cut.value)

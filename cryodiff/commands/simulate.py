@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cryodiff.commands._common import progress_bar
+from cryodiff.cli.types import count, even_box, fraction, positive_float, seed
+from cryodiff.commands._common import add_force_arg, progress_bar
+from cryodiff.output_folder import output_folder
 from recon.errors import InputError
 
 HELP = "simulate particles of a flexible molecule with ground truth"
@@ -23,38 +25,33 @@ log = logging.getLogger("cryodiff.simulate")
 
 def add_args(parser):
     parser.add_argument("outdir", help="output folder (created)")
-    parser.add_argument("-n", "--n", type=int, default=2000, help="number of particles (default: %(default)s)")
-    parser.add_argument("-D", "--box", type=int, default=64, help="box size in pixels, even (default: %(default)s)")
-    parser.add_argument("--apix", type=float, default=3.0, help="pixel size in Å (default: %(default)s)")
-    parser.add_argument("--snr", type=float, default=0.1, help="signal-to-noise ratio (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("-n", "--n", type=count(10**8, "particles per call"), default=2000, help="number of particles (default: %(default)s)")
+    parser.add_argument("-D", "--box", type=even_box, default=64, help="box size in pixels, even (default: %(default)s)")
+    parser.add_argument("--apix", "--Apix", type=positive_float, default=3.0, help="pixel size in Å (default: %(default)s)")
+    parser.add_argument("--snr", type=positive_float, default=0.1, help="signal-to-noise ratio (default: %(default)s)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
     parser.add_argument(
-        "--subunit-fraction", type=float, default=0.4, help="fraction of particles with the subunit (default: %(default)s)"
+        "--subunit-fraction", type=fraction, default=0.4, help="fraction of particles with the subunit (default: %(default)s)"
     )
     parser.add_argument(
-        "--state", type=float, help="put every particle in this state (0-1): a homogeneous data set"
+        "--state", type=fraction, help="put every particle in this state (0-1): a homogeneous data set"
     )
     parser.add_argument(
-        "--junk-fraction", type=float, default=0.0,
+        "--junk-fraction", type=fraction, default=0.0,
         help="fraction of particles replaced by junk, flagged in truth.h5 'junk' (default: %(default)s)",
     )
     parser.add_argument(
         "--junk", choices=("noise", "foreign", "mixed"), default="mixed",
         help="junk kind: pure-noise images, a foreign molecule (two rings), or half of each (default: %(default)s)",
     )
+    add_force_arg(parser)
 
 
 def check_args(args) -> None:
-    if args.n < 1:
-        raise InputError("--n", f"needs at least one particle, got {args.n}", "pass a positive number")
-    if args.box < 16 or args.box % 2:
-        raise InputError("--box", f"box must be even and at least 16 px, got {args.box}", "pass e.g. -D 64")
-    if args.apix <= 0 or args.snr <= 0:
-        raise InputError("--apix/--snr", "pixel size and SNR must be positive", "pass e.g. --apix 3 --snr 0.1")
-    if not 0 <= args.junk_fraction < 1:
-        raise InputError("--junk-fraction", f"must lie in [0, 1), got {args.junk_fraction}", "pass e.g. 0.1")
-    if not 0 <= args.subunit_fraction <= 1 or (args.state is not None and not 0 <= args.state <= 1):
-        raise InputError("--subunit-fraction/--state", "must lie in [0, 1]", "pass a fraction such as 0.4")
+    if args.box < 16:
+        raise InputError("--box", f"box must be at least 16 px, got {args.box}", "pass e.g. -D 64")
+    if args.junk_fraction == 1:
+        raise InputError("--junk-fraction", "1 would leave no particle of the molecule", "pass e.g. 0.1")
 
 
 def run(args) -> None:
@@ -63,7 +60,7 @@ def run(args) -> None:
     check_args(args)
     outdir = Path(args.outdir)
     log.info("simulating %d particles, box %d px, %.3g Å/px, SNR %.3g into %s", args.n, args.box, args.apix, args.snr, outdir)
-    with progress_bar(args.n, "simulate") as bar:
+    with output_folder(outdir, "simulate", kind="simulate", force=args.force, marker="truth.h5"), progress_bar(args.n, "simulate") as bar:
         write_synthetic_dataset(
             outdir,
             n=args.n,

@@ -21,8 +21,14 @@ batches of --batch-size latents, e.g. 5656 for 1k latents of zdim 8.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from recon.errors import InputError
+from cryodiff.cli.types import count, positive_float, positive_int, probability, seed
+from cryodiff.commands._common import add_force_arg, log_to_file
+from cryodiff.output_folder import output_folder
+
+#: Largest batch (latents per step) accepted: 2^20 latents of zdim 64 are 256 MiB per copy.
+MAX_BATCH = 1 << 20
 
 HELP = "train a diffusion prior on the latents of a VAE run (cryodiff or cryoDRGN)"
 log = logging.getLogger("cryodiff.train_prior")
@@ -31,38 +37,34 @@ log = logging.getLogger("cryodiff.train_prior")
 def add_args(parser):
     parser.add_argument("source", help="cryodiff run directory, latents .h5 (z_mu), cryoDRGN z.pkl or .npy [N, zdim]")
     parser.add_argument("-o", "--outdir", required=True, help="prior directory (created)")
-    parser.add_argument("--steps", type=int, help="optimiser steps (default: grows with zdim and the number of latents)")
-    parser.add_argument("-b", "--batch-size", type=int, default=512, help="latents per step (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--steps", type=positive_int, help="optimiser steps (default: grows with zdim and the number of latents)")
+    parser.add_argument("-b", "--batch-size", type=count(MAX_BATCH, "latents per step (memory)"), default=512, help="latents per step (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--formulation", choices=("edm", "flow", "cld"), default="edm",
                         help="diffusion formulation (default: %(default)s)")
-    parser.add_argument("--dp-epsilon", type=float, help="train with differential privacy for the particles at this "
+    parser.add_argument("--dp-epsilon", type=positive_float, help="train with differential privacy for the particles at this "
                         "epsilon (DP-SGD; noise calibrated for --steps by the RDP accountant)")
-    parser.add_argument("--dp-delta", type=float, help="privacy delta (default: 0.1 / number of latents)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--dp-delta", type=probability, help="privacy delta (default: 0.1 / number of latents)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue the prior in --outdir from its last checkpoint")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-
-
-def _check_args(args) -> None:
-    for option, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--threads", args.threads)):
-        if value is not None and value < 1:
-            raise InputError(option, f"{value} is not positive", f"give {option} 1 or more")
-    if not args.lr > 0:
-        raise InputError("--lr", f"learning rate {args.lr}", "give a positive learning rate, e.g. 1e-3")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: OMP_NUM_THREADS, else every CPU "
+                        "this process may use: affinity and cgroup quota; see docs/threads.md)")
+    add_force_arg(parser)
 
 
 def run(args) -> None:
-    import torch
-
     from cryodiff.prior import default_steps, read_latents, train_prior
 
-    _check_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     z = read_latents(args.source)
     steps = args.steps or default_steps(len(z), z.shape[1])
     log.info("%d latents of zdim %d from %s; %d steps of %d", len(z), z.shape[1], args.source, steps, args.batch_size)
-    train_prior(z, args.outdir, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                formulation=args.formulation, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta, resume=args.resume, source=str(args.source), progress=True)
+    source = Path(args.source)
+    inputs = [source / "latents.h5" if source.is_dir() else source]
+    with output_folder(args.outdir, "train-prior", kind="train-prior", inputs=inputs, force=args.force, marker="prior.json",
+                       keep_if="checkpoint.pt") as folder:
+        for name in ("prior.json", "prior.pt", "checkpoint.pt", "log.jsonl"):
+            folder.file(name)  # refused here, before training, if another command's output holds the name
+        log_to_file(folder.file("run.log"))
+        train_prior(z, folder.path, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, formulation=args.formulation,
+                    dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta, resume=args.resume, source=str(args.source), progress=True)
     log.info("done: sample with cryodiff sample %s -n 1000 -o samples.txt", args.outdir)

@@ -15,41 +15,70 @@ import argparse
 import logging
 from pathlib import Path
 
-from cryodiff.commands._common import add_particle_args, load_particles
+from cryodiff.cli.types import nonnegative_float, nonnegative_int, positive_float, positive_int, seed
+from cryodiff.commands._common import add_force_arg, add_particle_args, load_particles, log_to_file, particle_inputs
+from cryodiff.output_folder import output_folder
 from recon.errors import InputError, TrainingDiverged
 
 HELP = "train the heterogeneous VAE on particles with known poses and CTF"
 log = logging.getLogger("cryodiff.train_vae")
 
 
+def _size(field: str):
+    """The argparse type of a network size: a whole number within :data:`recon.vae.ARCHITECTURE_LIMITS`."""
+
+    def parse(text: str) -> int:
+        from recon.vae import ARCHITECTURE_LIMITS  # imports torch: only when the option is given
+
+        low, high = ARCHITECTURE_LIMITS[field]
+        value = positive_int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not from {low} to {high}")
+        return value
+
+    parse.__name__ = "size"
+    return parse
+
+
 def add_args(parser):
     add_particle_args(parser, batch_default=16)
     parser.add_argument("-o", "--outdir", required=True, help="run directory (created)")
-    parser.add_argument("--zdim", type=int, required=True, help="latent dimension (8 is typical)")
-    parser.add_argument("-n", "--epochs", type=int, default=20, help="number of epochs (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--wd", type=float, default=0.0, help="Adam weight decay (default: %(default)s)")
-    parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--enc-dim", type=int, default=1024, help="encoder hidden width (default: %(default)s)")
-    parser.add_argument("--enc-layers", type=int, default=3, help="encoder hidden layers (default: %(default)s)")
-    parser.add_argument("--dec-dim", type=int, default=1024, help="decoder hidden width (default: %(default)s)")
-    parser.add_argument("--dec-layers", type=int, default=3, help="decoder hidden layers (default: %(default)s)")
+    parser.add_argument("--zdim", type=_size("zdim"), required=True, help="latent dimension (8 is typical)")
+    parser.add_argument("-n", "--epochs", type=positive_int, default=20, help="number of epochs (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--wd", type=nonnegative_float, default=0.0, help="Adam weight decay (default: %(default)s)")
+    parser.add_argument("--beta", type=nonnegative_float, help="KL weight (default: 1/zdim)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--enc-dim", type=_size("enc_dim"), default=1024, help="encoder hidden width (default: %(default)s)")
+    parser.add_argument("--enc-layers", type=_size("enc_layers"), default=3, help="encoder hidden layers (default: %(default)s)")
+    parser.add_argument("--dec-dim", type=_size("dec_dim"), default=1024, help="decoder hidden width (default: %(default)s)")
+    parser.add_argument("--dec-layers", type=_size("dec_layers"), default=3, help="decoder hidden layers (default: %(default)s)")
     parser.add_argument(
         "--pe-type",
         default="gaussian",
         choices=["gaussian", "geom_ft", "geom_full", "geom_lowf", "geom_nohighf", "linear_lowf"],
         help="positional encoding of frequencies (default: %(default)s)",
     )
-    parser.add_argument("--pe-dim", type=int, help="number of encoding frequencies (default: box/2)")
-    parser.add_argument("--feat-sigma", type=float, default=0.5, help="scale of gaussian encoding frequencies (default: %(default)s)")
+    parser.add_argument("--pe-dim", type=_size("pe_dim"), help="number of encoding frequencies (default: box/2)")
+    parser.add_argument("--feat-sigma", type=positive_float, default=0.5, help="scale of gaussian encoding frequencies (default: %(default)s)")
     parser.add_argument(
         "--no-window", dest="window", action="store_false",
         help="do not multiply images by a soft circular window (0.85-0.99 of the half box) before the transform",
     )
     parser.add_argument("--lazy", action="store_true", help="read images from disk per batch instead of loading them into memory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --outdir from its last checkpoint")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument(
+        "--load", metavar="latest|CHECKPOINT",
+        help="cryoDRGN's spelling of --resume: 'latest' or the run's own OUTDIR/checkpoint.pt",
+    )
+    parser.add_argument(
+        "--checkpoint", type=nonnegative_int, default=0, metavar="K",
+        help="also keep every K-th epoch's weights and latents in OUTDIR/epochs (weights.E.pt, z.E.h5), "
+        "as cryoDRGN's weights.E.pkl and z.E.pkl, to judge convergence or analyse an earlier epoch "
+        "(default: keep only the last)",
+    )
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: OMP_NUM_THREADS, else every CPU "
+                        "this process may use: affinity and cgroup quota; see docs/threads.md)")
     parser.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -57,24 +86,32 @@ def add_args(parser):
         help="bfloat16 mixed precision for the networks (default: on with a GPU or a CPU with native bf16, e.g. AVX512-BF16)",
     )
     parser.add_argument("--compile", action="store_true", help="compile the networks with torch.compile (worth it on a GPU)")
+    add_force_arg(parser)
 
 
 def run(args) -> None:
-    import torch
-
-    from recon.training import TrainingData, TrainSettings, train_vae
-    from recon.vae import Architecture
-
-    if args.zdim < 1 or args.epochs < 1 or args.batch_size < 1:
-        raise InputError("--zdim/--epochs/-b", "must be positive", "pass e.g. --zdim 8 -n 20 -b 16")
     out = Path(args.outdir)
+    if args.load is not None:
+        _check_load(args.load, out)
+        args.resume = True
     if not args.resume and (out / "checkpoint.pt").exists():
         raise InputError(out, "already holds a trained run", "pass --resume to continue it, or choose a new --outdir")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     particles, indices = load_particles(args)
     meta = particles.meta.subset(indices)
     rotations, shifts = meta.require_poses()
+    if particles.meta.apix is None:
+        raise InputError(args.particles, "no pixel size in the particle file, its stacks or --ctf", "pass --apix in Å/px")
+    with output_folder(out, "train-vae", kind="train-vae", inputs=particle_inputs(args, particles), force=args.force,
+                       marker="config.json", keep_if="checkpoint.pt") as folder:
+        _train(args, particles, indices, meta, rotations, shifts, folder)
+
+
+def _train(args, particles, indices, meta, rotations, shifts, folder) -> None:
+    from cryodiff.plots import plot_training_log
+    from recon.training import TrainingData, TrainSettings, train_vae
+    from recon.vae import Architecture
+
+    out = folder.path
     if meta.ctf is None:
         log.warning("no CTF parameters found: training without CTF correction")
     if not args.lazy:
@@ -98,10 +135,28 @@ def run(args) -> None:
     settings = TrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
         invert=args.invert, window=args.window, weight_decay=args.wd, amp=args.amp, compile=args.compile,
+        keep_every=args.checkpoint,
     )
+    for name in ("config.json", "checkpoint.pt", "log.jsonl", "latents.h5", "weights.pt", "loss.png"):
+        folder.file(name)  # refused here, before training, if another command's output holds the name
+    log_to_file(folder.file("run.log"))
     log.info("training on %d particles (box %d, %.4g Å/px), zdim %d, %d epochs -> %s", len(indices), data.box, data.apix, args.zdim, args.epochs, out)
     try:
         train_vae(data, arch, settings, out, resume=args.resume)
     except TrainingDiverged as err:
         raise InputError(out, str(err), "see above") from None
-    log.info("done: latents in %s, volumes with: cryodiff eval-vol %s -z ...", out / "latents.h5", out)
+    plot_training_log(out / "log.jsonl", out / "loss.png", f"training of {out.name}")
+    log.info("done: latents in %s, training curves in %s; volumes with: cryodiff eval-vol %s -z ...", out / "latents.h5", out / "loss.png", out)
+
+
+def _check_load(load: str, out: Path) -> None:
+    """``--load`` continues this run in place; cryodiff does not start a new run from another's weights."""
+    if load == "latest":
+        return
+    target = Path(load)
+    if target.resolve() in {(out / "checkpoint.pt").resolve(), out.resolve()}:
+        return
+    raise InputError(
+        "--load", f"{load} is not this run's checkpoint ({out / 'checkpoint.pt'})",
+        "to continue a run pass --load latest (or --resume) with -o its folder; a run cannot start from another run's weights",
+    )

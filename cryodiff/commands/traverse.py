@@ -23,7 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cryodiff.commands.analyze import add_volume_args, check_box, clear_stale_volumes, latents_of, save_array, write_volumes
+from cryodiff.cli.types import count, nonnegative_int, positive_int
+from cryodiff.commands._common import add_force_arg
+from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
+from cryodiff.output_folder import output_folder
+from cryodiff.outputs import prepare_series, save_array
 from recon.errors import InputError
 
 HELP = "volumes along a principal component, a nearest-neighbour graph path or a straight line"
@@ -33,15 +37,16 @@ log = logging.getLogger("cryodiff.traverse")
 def add_args(parser):
     parser.add_argument("run", help="run directory written by cryodiff train-vae (or import-cryodrgn)")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--pc", type=int, metavar="K", help="traverse principal component K (1-based)")
-    group.add_argument("--graph", type=int, nargs=2, metavar=("I", "J"), help="shortest nearest-neighbour graph path between particles I and J")
-    group.add_argument("--direct", type=int, nargs=2, metavar=("I", "J"), help="straight line between particles I and J")
-    parser.add_argument("-n", type=int, default=10, help="points for --pc and --direct; a --graph path has one per particle on it (default: %(default)s)")
-    parser.add_argument("-k", "--neighbors", type=int, default=10, help="neighbours per particle in the --graph graph (default: %(default)s)")
+    group.add_argument("--pc", type=positive_int, metavar="K", help="traverse principal component K (1-based)")
+    group.add_argument("--graph", type=nonnegative_int, nargs=2, metavar=("I", "J"), help="shortest nearest-neighbour graph path between particles I and J")
+    group.add_argument("--direct", type=nonnegative_int, nargs=2, metavar=("I", "J"), help="straight line between particles I and J")
+    parser.add_argument("-n", type=count(10**5, "points on a path"), default=10, help="points for --pc and --direct; a --graph path has one per particle on it (default: %(default)s)")
+    parser.add_argument("-k", "--neighbors", type=positive_int, default=10, help="neighbours per particle in the --graph graph (default: %(default)s)")
     parser.add_argument("--percentile-spacing", action="store_true", help="--pc: space the points by percentile instead of by value")
     parser.add_argument("-o", "--outdir", help="output folder (default: RUN/traverse/<kind>)")
     parser.add_argument("--skip-vol", action="store_true", help="write the latents only")
     add_volume_args(parser)
+    add_force_arg(parser)
 
 
 def _check_particles(pair: list[int], n: int, option: str) -> None:
@@ -77,17 +82,17 @@ def run(args) -> None:
     if args.n < 2:
         raise InputError("-n", f"{args.n} points do not make a path", "use -n 2 or more")
     run_ = load_run(args.run)
-    z = latents_of(run_)
+    z = run_.latents()
     check_box(args.box, run_)
     name, path, rows = _path(args, z)
     out = Path(args.outdir) if args.outdir else run_.path / "traverse" / name
-    out.mkdir(parents=True, exist_ok=True)
-    clear_stale_volumes(out, out / "z.txt", path)
-    save_array(out / "z.txt", path)
-    if rows is not None:
-        save_array(out / "path_ind.txt", rows, fmt="%d")
-    elif (out / "path_ind.txt").exists():
-        (out / "path_ind.txt").unlink()
-    if not args.skip_vol:
-        write_volumes(run_, [(out, path)], args)
+    inputs = [run_.path / n for n in ("config.json", "checkpoint.pt", "latents.h5")]
+    with output_folder(out, "traverse", kind="traverse", inputs=inputs, force=args.force) as folder:
+        prepare_series(folder, path)
+        if rows is not None:
+            save_array(folder.file("path_ind.txt"), rows, fmt="%d")
+        else:
+            folder.remove(folder.owned("path_ind.txt"))  # an earlier graph path's particles do not belong to this path
+        if not args.skip_vol:
+            write_volumes(run_, [(folder, path)], args)
     log.info("wrote %d latents%s to %s", len(path), "" if args.skip_vol else " and volumes", out)

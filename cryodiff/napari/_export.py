@@ -2,9 +2,10 @@
 
 :func:`export_path_volumes` writes what ``cryodiff traverse`` writes
 (``z.txt`` and ``vol_000.mrc, vol_001.mrc, ...``, voxel size in the
-headers), so ChimeraX plays it the same way (``open vol_*.mrc vseries true``).
+headers) and its ChimeraX scripts (``chimerax.cxc``, ``chimerax_movie.cxc``).
 :func:`path_frames` steps napari's dims slider through the path and
-screenshots the canvas; :func:`write_gif` saves the frames as a looping GIF.
+screenshots the canvas; :func:`write_movie` saves the frames as a looping GIF
+or an MP4.
 """
 
 from __future__ import annotations
@@ -14,21 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
-from cryodiff.commands.analyze import clear_stale_volumes, save_array
+from cryodiff.output_folder import output_folder
+from cryodiff.outputs import prepare_series, write_chimerax_scripts
 from recon.errors import InputError
 from recon.io import write_volume
 
+
 def export_path_volumes(folder: str | Path, volumes: np.ndarray, latents: np.ndarray, apix: float) -> list[Path]:
     """Write ``volumes`` [M, z, y, x] as ``folder/vol_000.mrc ...`` (voxel size ``apix`` Å) and
-    their ``latents`` [M, zdim] as ``folder/z.txt``; volumes of an earlier, different path there are
-    removed first. Returns the volume files."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    clear_stale_volumes(folder, folder / "z.txt", latents)
-    save_array(folder / "z.txt", latents)
-    files = [folder / f"vol_{i:03d}.mrc" for i in range(len(volumes))]
-    for file, volume in zip(files, volumes):
-        write_volume(file, volume, apix)
+    their ``latents`` [M, zdim] as ``folder/z.txt``, through the output policy of
+    :mod:`cryodiff.output_folder` (a folder holding other files is refused; volumes of an
+    earlier, different path exported there are removed first). Returns the volume files."""
+    with output_folder(folder, "napari-export", kind="napari-export") as out:
+        prepare_series(out, latents)
+        files = [out.file(f"vol_{i:03d}.mrc") for i in range(len(volumes))]
+        for file, volume in zip(files, volumes):
+            write_volume(file, volume, apix)
+        if len(volumes):
+            write_chimerax_scripts(out, len(volumes), volumes[0], "cryodiff napari: a path through the latent landscape")
     return files
 
 
@@ -51,14 +55,32 @@ def path_frames(viewer, axis: int = 0) -> Iterator[np.ndarray]:
         viewer.dims.set_current_step(axis, start)
 
 
-def write_gif(path: str | Path, frames, fps: float = 4.0) -> Path:
-    """Save ``frames`` (RGB(A) uint8 arrays of one size) as a looping GIF at ``fps`` frames per second."""
+#: Movie formats :func:`write_movie` writes, by file suffix.
+MOVIE_SUFFIXES = (".gif", ".mp4")
+
+
+def write_movie(path: str | Path, frames, fps: float = 4.0) -> Path:
+    """Save ``frames`` (RGB(A) uint8 arrays of one size) as a looping GIF, or as an H.264 MP4
+    (through imageio-ffmpeg, whose wheel ships the ffmpeg binary), at ``fps`` frames per second.
+    MP4 frames are padded at the bottom and right to even sizes, as H.264 requires."""
     import imageio.v3 as iio
 
     path = Path(path)
-    if path.suffix.lower() != ".gif":
-        raise InputError(path, f"the movie is written as a GIF, not as {path.suffix or 'a file without suffix'}",
-                         "give a file name ending in .gif")
+    suffix = path.suffix.lower()
+    if suffix not in MOVIE_SUFFIXES:
+        raise InputError(path, f"a movie is written as a GIF or an MP4, not as {path.suffix or 'a file without suffix'}",
+                         "give a file name ending in .gif or .mp4")
     rgb = np.stack([np.asarray(frame)[..., :3] for frame in frames])
-    iio.imwrite(path, rgb, duration=1000.0 / fps, loop=0)
+    if suffix == ".gif":
+        iio.imwrite(path, rgb, duration=1000.0 / fps, loop=0)
+        return path
+    try:
+        import imageio_ffmpeg  # noqa: F401 - the ffmpeg binary imageio's MP4 writer runs
+    except ImportError:
+        raise InputError(path, "MP4 needs the imageio-ffmpeg package", "pip install imageio-ffmpeg, or save a .gif") from None
+    import imageio.v2 as imageio
+
+    height, width = rgb.shape[1:3]
+    rgb = np.pad(rgb, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    imageio.mimwrite(path, list(rgb), fps=fps, codec="libx264", quality=8, macro_block_size=1, pixelformat="yuv420p")
     return path

@@ -79,12 +79,11 @@ def matching_prior(run_path: Path, z: np.ndarray) -> Path | None:
 def load(run_path: str | Path, prior_path: str | Path | None, kind: str, k: int) -> Loaded:
     """Open the run and the prior (without ``prior_path``, the :func:`matching_prior` if any) and lay
     the latents out in ``kind`` coordinates with ``k`` clusters."""
-    from cryodiff.commands.analyze import latents_of
     from cryodiff.prior import load_prior
     from recon.run import load_run
 
     run = load_run(run_path)
-    z = latents_of(run)
+    z = run.latents()
     prior_path = Path(prior_path) if prior_path else matching_prior(run.path, z)
     prior = None
     if prior_path is not None:

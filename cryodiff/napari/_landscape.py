@@ -11,14 +11,13 @@ puts any other latents (prior samples, path points) in the same plot.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cryodiff.analysis_report import pca_axis_labels
-from cryodiff.commands.analyze import ANALYSIS, fingerprint
+from cryodiff.analysis_record import read_record, saved_kmeans
 from recon.analysis import LatentPCA, kmeans_centres, nearest_rows, pca, umap_embedding
 
 KINDS = ("PCA", "UMAP")
@@ -61,22 +60,18 @@ class Landscape:
         return projected
 
 
-def saved_analysis(run_path: Path, z: np.ndarray) -> dict[str, np.ndarray]:
-    """``umap`` [N, 2], ``labels`` [N] and ``rows`` [K] from ``run_path/analyze`` if its
+def saved_analysis(run_path: Path, z: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """``umap`` [N, 2], ``labels`` [N] and ``rows`` [k] from ``run_path/analyze`` if its
     ``analysis.json`` fingerprint matches ``z``; the arrays it lacks are left out."""
     folder = Path(run_path) / "analyze"
-    try:
-        record = json.loads((folder / ANALYSIS).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(record, dict) or record.get("latents_sha256") != fingerprint(z):
+    if read_record(folder, z) is None:
         return {}
     found = {}
     if (folder / "umap.npy").is_file():
-        found["umap"] = np.load(folder / "umap.npy")
-    if (folder / "kmeans" / "labels.npy").is_file() and (folder / "kmeans" / "centers_ind.txt").is_file():
-        found["labels"] = np.load(folder / "kmeans" / "labels.npy")
-        found["rows"] = np.loadtxt(folder / "kmeans" / "centers_ind.txt", dtype=np.int64, ndmin=1)
+        found["umap"] = np.load(folder / "umap.npy", allow_pickle=False)
+    kmeans = saved_kmeans(folder, z, k)
+    if kmeans is not None:
+        found["labels"], found["rows"] = kmeans
     return found
 
 
@@ -109,7 +104,7 @@ def landscape(z: np.ndarray, kind: str = "PCA", k: int = 20, run_path: Path | No
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     z = np.asarray(z, dtype=np.float32)
-    saved = saved_analysis(run_path, z) if run_path is not None else {}
+    saved = saved_analysis(run_path, z, k) if run_path is not None else {}
     fit = pca(z)
     if kind == "UMAP":
         if z.shape[1] < 3:
@@ -118,7 +113,7 @@ def landscape(z: np.ndarray, kind: str = "PCA", k: int = 20, run_path: Path | No
         names = ("UMAP1", "UMAP2")
     else:
         xy, names = pca_xy(fit, seed)
-    if "rows" in saved and len(saved["rows"]) == k:
+    if "rows" in saved:
         labels, rows = saved["labels"], saved["rows"]
     else:
         labels, _, rows = kmeans_centres(z, k, seed=seed)

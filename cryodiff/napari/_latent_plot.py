@@ -10,6 +10,12 @@ screen distance: a particle, a prior or N(0, I) sample, or a path point.
 The canvas emits ``picked(set name, index)``. The selected point and the
 current step of a path are drawn by blitting over a cached background, so
 following the mouse redraws a marker, not 100k particles.
+
+A path is drawn through every one of its points, in order (each has a volume
+in the path layer). A step that crosses a part of the plot without particles
+(:func:`path_jumps`) is dashed: the path jumps there from one step to the
+next, as a PF-ODE path between two islands of particles keeps its points on
+the islands and crosses the empty band between them in one step.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import matplotlib.patheffects as pe
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -24,15 +31,22 @@ from qtpy.QtCore import QPoint, Signal
 
 from cryodiff.analysis_report import point_style, cluster_colours
 from cryodiff.napari._landscape import Landscape
+from cryodiff.napari._layers import PATH_COLOUR, SHOWN_COLOUR
+from recon.analysis import nearest_rows
 
 PARTICLE, PRIOR, GAUSSIAN, PATH = "particle", "prior sample", "N(0, I) sample", "path point"
-#: RGB of the shown point (star; its surface in napari) and of the path (line; its surfaces).
-SELECTED_COLOUR, PATH_COLOUR = (0.93, 0.25, 0.2), (0.2, 0.55, 0.95)
 #: How the overlays are drawn: matplotlib scatter keywords per point set.
 OVERLAY_STYLE = {
     PRIOR: {"marker": "^", "s": 22, "c": "#ffa31a", "edgecolors": "black", "linewidths": 0.4},
     GAUSSIAN: {"marker": "x", "s": 18, "c": "#555555", "linewidths": 0.9},
 }
+#: A path step is a jump (drawn dashed) where it runs farther than this fraction of the plot's extent
+#: (the particles' larger span) from every particle.
+GAP_FRACTION = 0.05
+#: Points per step at which :func:`path_jumps` measures the distance to the particles.
+GAP_SAMPLES = 16
+#: Dash pattern of a jump (matplotlib: offset, (dash, gap) in line widths).
+JUMP_DASHES = (0, (3, 2))
 #: Outlines that keep text readable on any background: white around dark text, black around coloured text.
 _OUTLINE = [pe.withStroke(linewidth=2.5, foreground="white")]
 _OUTLINE_DARK = [pe.withStroke(linewidth=2.2, foreground="black")]
@@ -119,20 +133,20 @@ class LatentPlot(FigureCanvasQTAgg):
         ax = self._ax = fig.add_subplot()
         land = self._land
         what = self._draw_particles(ax, land)
-        handles = [Line2D([], [], marker="*", ms=11, mfc=SELECTED_COLOUR, mec="white", ls="none", label="shown volume")]
+        handles = [Line2D([], [], marker="*", ms=11, mfc=SHOWN_COLOUR, mec="white", ls="none", label="shown volume")]
         for name, style in OVERLAY_STYLE.items():
             if name in self._sets:
                 xy = self._sets[name]
                 ax.scatter(xy[:, 0], xy[:, 1], zorder=4, **style)
                 handles.append(Line2D([], [], ls="none", label=f"{name}s ({len(xy)})", **_legend_marker(style)))
         if PATH in self._sets:
-            handles.append(self._draw_path(ax, self._sets[PATH]))
+            handles += self._draw_path(ax, self._sets[PATH])
         ax.set_xlabel(land.axis_labels[0], fontsize=8)
         ax.set_ylabel(land.axis_labels[1], fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_title(f"{len(land.xy)} particles, colour: {what}\nclick or drag to show a point's volume",
                      fontsize=8, color="#222222")
-        star = ax.plot([], [], marker="*", ms=16, mfc=SELECTED_COLOUR, mec="white", mew=1.0, ls="none", zorder=6,
+        star = ax.plot([], [], marker="*", ms=16, mfc=SHOWN_COLOUR, mec="white", mew=1.0, ls="none", zorder=6,
                        animated=True)[0]
         ring = ax.plot([], [], marker="o", ms=13, mfc="none", mec=PATH_COLOUR, mew=2.5, ls="none", zorder=6,
                        animated=True)[0]
@@ -160,14 +174,22 @@ class LatentPlot(FigureCanvasQTAgg):
                         color=colours[i], path_effects=_OUTLINE_DARK, zorder=5)
         return f"k-means cluster (K = {k}), numbered at its centre"
 
-    def _draw_path(self, ax, xy: np.ndarray):
-        ax.plot(xy[:, 0], xy[:, 1], "-", color=PATH_COLOUR, lw=1.6, zorder=5)
+    def _draw_path(self, ax, xy: np.ndarray) -> list[Line2D]:
+        """Draw the path ``xy`` [M, 2] step by step through all its points, jumps dashed; returns legend handles."""
+        jumps = path_jumps(self._land.xy, xy)
+        steps = LineCollection(np.stack([xy[:-1], xy[1:]], axis=1), colors=[PATH_COLOUR], linewidths=1.6,
+                               linestyles=[JUMP_DASHES if jump else "solid" for jump in jumps], zorder=5, gid=PATH)
+        ax.add_collection(steps)
         ax.scatter(xy[:, 0], xy[:, 1], s=14, c="white", edgecolors=PATH_COLOUR, linewidths=1.0, zorder=5)
         for text, point in (("A", xy[0]), ("B", xy[-1])):
             ax.annotate(text, point, xytext=(4, 4), textcoords="offset points", fontsize=9, fontweight="bold",
                         color=PATH_COLOUR, path_effects=_OUTLINE, zorder=6)
-        return Line2D([], [], color=PATH_COLOUR, lw=1.6, marker="o", ms=4, mfc="white",
-                      label=f"path A→B ({len(xy)} steps)")
+        handles = [Line2D([], [], color=PATH_COLOUR, lw=1.6, marker="o", ms=4, mfc="white",
+                          label=f"path A→B ({len(xy)} steps)")]
+        if jumps.any():
+            handles.append(Line2D([], [], color=PATH_COLOUR, lw=1.6, ls=JUMP_DASHES,
+                                  label="jump: no particles in between"))
+        return handles
 
     def _on_draw(self, _event) -> None:
         self._background = self.copy_from_bbox(self.figure.bbox)
@@ -215,6 +237,16 @@ class LatentPlot(FigureCanvasQTAgg):
 
     def _release(self, _event) -> None:
         self._dragging = None
+
+
+def path_jumps(particles: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """``[M - 1]`` bool: which steps of ``path`` [M, 2] cross a part of the plot without ``particles`` [N, 2]
+    (both in plot coordinates): somewhere along the step (:data:`GAP_SAMPLES` points) the nearest particle is
+    farther than :data:`GAP_FRACTION` of the particles' larger span."""
+    t = np.linspace(0.0, 1.0, GAP_SAMPLES)[None, :, None]
+    along = (path[:-1, None] + t * np.diff(path, axis=0)[:, None]).reshape(-1, 2)  # [(M - 1) * GAP_SAMPLES, 2]
+    gaps = np.linalg.norm(along - particles[nearest_rows(particles, along)], axis=1)
+    return gaps.reshape(len(path) - 1, GAP_SAMPLES).max(1) > GAP_FRACTION * np.ptp(particles, axis=0).max()
 
 
 def _legend_marker(style: dict) -> dict:

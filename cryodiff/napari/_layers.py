@@ -4,12 +4,20 @@ A napari ``LayerData`` tuple is ``(data, kwargs, layer_type)``. Volumes are
 ``[z, y, x]`` arrays; their ``scale`` is the voxel size in Å on every axis,
 so maps of different box sizes (a volume decoded at a smaller box has a
 larger voxel) overlay at the same physical size.
+
+A run has one *shown volume*: the image layer :data:`SHOWN_VOLUME`. The run
+reader makes it (the particle nearest the mean latent) and the Latent
+explorer shows every volume picked in its plot in that same layer.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+#: Name of the image layer of a run's shown volume (the run reader's, then the Latent explorer's).
+SHOWN_VOLUME = "cryodiff: shown volume"
+#: RGB of the shown volume's surface (the star in the explorer's plot) and of a path's surfaces (its line).
+SHOWN_COLOUR, PATH_COLOUR = (0.93, 0.25, 0.2), (0.2, 0.55, 0.95)
 #: Percentage of voxels enclosed by the first iso-surface (ChimeraX's initial level encloses 1 %).
 ENCLOSED_PERCENT = 1.0
 
@@ -65,3 +73,25 @@ def volume_kwargs(volume: np.ndarray, apix: float, name: str, colormap=None, lea
         "colormap": "gray" if colormap is None else colormap,
         "metadata": {"apix": apix, **metadata},
     }
+
+
+def shown_metadata(run_path, label: str, latent: np.ndarray, box: int, apix: float) -> dict:
+    """Layer metadata of a run's shown volume: the run folder (``cryodiff_run``), what the volume is
+    (``label``, e.g. ``"particle 12 (cluster 3)"``), its ``latent`` [zdim] (VAE latent units) and the
+    grid it was decoded on (``box`` voxels of ``apix`` Å)."""
+    return {"cryodiff_run": str(run_path), "label": label, "latent": np.asarray(latent), "box": int(box),
+            "apix": float(apix)}
+
+
+def shown_volume_kwargs(volume: np.ndarray, metadata: dict, colormap=None) -> dict:
+    """Keyword arguments of the image layer :data:`SHOWN_VOLUME` showing ``volume`` [z, y, x] as an iso-surface
+    with scale ``metadata["apix"]`` Å (``metadata`` from :func:`shown_metadata`): gray, as any map (the run
+    reader's), or in ``colormap`` (the explorer's :func:`shown_colormap`)."""
+    kwargs = volume_kwargs(volume, metadata["apix"], SHOWN_VOLUME, colormap)
+    kwargs["metadata"] = metadata
+    return kwargs
+
+
+def shown_colormap():
+    """The Latent explorer's colormap of the shown volume: black to :data:`SHOWN_COLOUR`, its star's colour."""
+    return surface_colormap("cryodiff shown volume", SHOWN_COLOUR)

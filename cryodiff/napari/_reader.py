@@ -10,9 +10,17 @@ when the plugin does not handle it (napari then asks other plugins):
 * ``.star``/``.cs``: the particles' images, lazily as above with the pixel
   size of the metadata, and a points layer marking each particle's centre
   (box centre minus its shift) whose features are the file's per-particle table;
-* a cryodiff run directory (``config.json``): the latent landscape as a
-  points layer beside the volume of the particle nearest the mean latent
-  (open the Latent explorer to click through it).
+* a cryodiff run directory (``config.json``), or its ``config.json``: the
+  volume of the particle nearest the mean latent, as the run's shown volume
+  (:data:`~cryodiff.napari._layers.SHOWN_VOLUME`, gray; the Latent explorer
+  then shows its volumes in it, in red). The latents are not a layer: a 2-D
+  points layer would sit inside the volume's 3-D scene, so the latent plot is
+  the explorer's.
+
+napari offers a folder to every reader that accepts folders, so
+``napari RUN`` asks which plugin to use (the builtin reader cannot read a
+run); ``napari --plugin cryodiff RUN``, ``viewer.open(RUN, plugin="cryodiff")``
+or opening ``RUN/config.json`` (no other reader claims it) do not ask.
 
 A file the readers refuse (:class:`recon.errors.InputError`: missing
 stacks, truncated MRC, ...) shows an error notification naming the file and
@@ -26,13 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cryodiff.napari._landscape import histogram_density, pca_xy
-from cryodiff.napari._layers import volume_kwargs
+from cryodiff.napari._layers import shown_metadata, shown_volume_kwargs, volume_kwargs
 from cryodiff.napari._lazy import LazyImages
 from recon.errors import InputError
 from recon.io import ImageStack, read_particles, read_volume
 from recon.io.mrc import inspect_stack
-from recon.training import CONFIG
+from recon.training import CHECKPOINT, CONFIG
 
 VOLUME_SUFFIXES = (".mrc", ".map")
 STACK_SUFFIXES = (".mrcs",)
@@ -58,7 +65,8 @@ def _reporting_input_errors(reader):
 
 
 def napari_get_reader(path):
-    """The reader of ``path`` (one file or run directory), or ``None`` if this plugin does not read it."""
+    """The reader of ``path`` (one file, a run directory or a run's ``config.json``), or ``None`` if this
+    plugin does not read it."""
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
@@ -66,6 +74,8 @@ def napari_get_reader(path):
     path = Path(path)
     if path.is_dir():
         return _reporting_input_errors(read_run) if (path / CONFIG).is_file() else None
+    if path.name == CONFIG:
+        return _reporting_input_errors(read_run_config) if (path.parent / CHECKPOINT).is_file() else None
     suffix = path.suffix.lower()
     if suffix in VOLUME_SUFFIXES:
         return _reporting_input_errors(read_volume_file)
@@ -126,40 +136,23 @@ def read_particle_file(path) -> list[tuple]:
     return [_stack_layer(stack, apix, path.stem, path), (centres, points, "points")]
 
 
-def latent_points(xy: np.ndarray, extent: float, name: str, **features) -> tuple:
-    """Points layer data of plot coordinates ``xy`` [N, 2] (x right, y up) drawn beside a volume.
-
-    The cloud is scaled to a square of ``extent`` Å (the volume's width) and
-    placed to the right of the volume (which spans 0..extent in y and x),
-    coloured by :func:`histogram_density`; ``features`` (arrays [N]) become
-    the layer's features with the plot coordinates as ``x`` and ``y``.
-    """
-    lo, span = xy.min(0), np.ptp(xy, axis=0).max() or 1.0
-    unit = (xy - lo) / span  # both axes on one scale, so the plot keeps its aspect
-    yx = np.c_[extent * (1 - unit[:, 1]), extent * (1.1 + unit[:, 0])]
-    density, _ = histogram_density(xy)
-    kwargs = {"name": name, "features": {"x": xy[:, 0], "y": xy[:, 1], "density": density.astype(np.float64), **features},
-              "face_color": "density", "face_colormap": "viridis", "border_width": 0, "size": extent / 80,
-              "units": ("angstrom", "angstrom"), "axis_labels": ("y", "x")}
-    return yx, kwargs, "points"
-
-
 def read_run(path) -> list[tuple]:
-    """A cryodiff run: the volume at the particle nearest the mean latent and the latents in PC1/PC2.
+    """A cryodiff run folder: the volume ``[z, y, x]`` of the particle nearest the mean latent, as the
+    image layer :data:`~cryodiff.napari._layers.SHOWN_VOLUME` (scale = the run's voxel size in Å)."""
+    from napari.utils.notifications import show_info
 
-    Layer metadata ``cryodiff_run`` holds the run's path (the Latent explorer offers it).
-    """
-    from cryodiff.commands.analyze import latents_of
-    from recon.analysis import nearest_rows, pca
+    from recon.analysis import nearest_rows
     from recon.run import load_run
 
     run = load_run(path)
-    z = latents_of(run)
+    z = run.latents()
     row = int(nearest_rows(z, z.mean(0, keepdims=True))[0])
     volume = run.volume(z[row])
-    name = Path(path).name
-    image = volume_kwargs(volume, run.apix, f"{name}: particle {row}", cryodiff_run=str(path), row=row)
-    xy, _ = pca_xy(pca(z))
-    points = latent_points(xy, run.box * run.apix, f"{name}: latents (PC1 →, PC2 ↑)", row=np.arange(len(z)))
-    points[1]["metadata"] = {"cryodiff_run": str(path)}
-    return [(volume, image, "image"), points]
+    metadata = shown_metadata(path, f"particle {row} (nearest the mean latent)", z[row], run.box, run.apix)
+    show_info(f"Plugins ▸ Latent explorer plots the latents of {Path(path).resolve().name}")
+    return [(volume, shown_volume_kwargs(volume, metadata), "image")]
+
+
+def read_run_config(path) -> list[tuple]:
+    """The run whose ``config.json`` is ``path``: :func:`read_run` of its folder."""
+    return read_run(Path(path).parent)

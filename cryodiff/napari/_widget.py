@@ -11,10 +11,14 @@ decoded replace each other and only the newest is shown
 
 napari layers it manages (updated in place, re-created if deleted):
 
-* ``cryodiff: selected point``: the volume ``[z, y, x]`` of the last point
-  clicked, scale = voxel size in Å at the chosen box, iso-surface;
+* ``cryodiff: shown volume``: the volume ``[z, y, x]`` of the last point
+  clicked, scale = voxel size in Å at the chosen box, iso-surface. If the
+  viewer already has this layer (the run reader makes it), the explorer
+  shows its volumes in it, so a run has one shown volume; opened on a viewer
+  where the run reader opened a run, the explorer opens that run and starts
+  at the volume shown;
 * ``cryodiff: path``: the path's volumes ``[step, z, y, x]`` (scale
-  ``(1, apix, apix, apix)``), to the right of the selected volume; the dims
+  ``(1, apix, apix, apix)``), to the right of the shown volume; the dims
   slider "path step" plays it.
 
 Closing the dock (napari takes the widget out of it) stops the explorer: results
@@ -33,11 +37,12 @@ from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBo
 
 from cryodiff.napari import _jobs as jobs
 from cryodiff.napari._landscape import KINDS
-from cryodiff.napari._latent_plot import GAUSSIAN, PARTICLE, PATH, PATH_COLOUR, PRIOR, SELECTED_COLOUR, LatentPlot
+from cryodiff.napari._latent_plot import GAUSSIAN, PARTICLE, PATH, PRIOR, LatentPlot
 from cryodiff.napari._latest import LatestOnly
-from cryodiff.napari._layers import surface_colormap, volume_kwargs
+from cryodiff.napari._layers import (PATH_COLOUR, SHOWN_VOLUME, shown_colormap, shown_metadata, shown_volume_kwargs,
+                                     surface_colormap, volume_kwargs)
 
-VOLUME_LAYER, PATH_LAYER = "cryodiff: selected point", "cryodiff: path"
+VOLUME_LAYER, PATH_LAYER = SHOWN_VOLUME, "cryodiff: path"
 COLOURS = ("k-means cluster", "density")
 
 
@@ -80,7 +85,9 @@ class ExplorerWidget(QWidget):
         self.decoder = LatestOnly(self._show_volume, self._failed)
         self._build()
         self.viewer.dims.events.current_step.connect(self._step_changed)
-        self.run_edit.setText(self._run_in_viewer())
+        run = self._run_in_viewer()
+        if run:
+            self.load(run)
 
     # ------------------------------------------------------------------ layout
 
@@ -145,7 +152,7 @@ class ExplorerWidget(QWidget):
         self.path_button.clicked.connect(self.compute_path)
         self.export_button = QPushButton("Export volumes…")
         self.export_button.clicked.connect(self._export_volumes_dialog)
-        self.movie_button = QPushButton("Export GIF…")
+        self.movie_button = QPushButton("Export movie…")
         self.movie_button.clicked.connect(self._export_movie_dialog)
         form = QFormLayout(self.path_group)
         for label, combo in (("A", self.start_box), ("B", self.end_box)):
@@ -220,9 +227,12 @@ class ExplorerWidget(QWidget):
     # ------------------------------------------------------------------ run
 
     def _run_in_viewer(self) -> str:
-        """The run of a layer opened by the cryodiff run reader, if any."""
-        runs = [layer.metadata["cryodiff_run"] for layer in self.viewer.layers if "cryodiff_run" in layer.metadata]
-        return runs[-1] if runs else ""
+        """The run whose volume the viewer shows (layer :data:`VOLUME_LAYER`, e.g. from the run reader), or ``""``."""
+        return self._shown_metadata().get("cryodiff_run", "")
+
+    def _shown_metadata(self) -> dict:
+        """Metadata of the viewer's layer :data:`VOLUME_LAYER` (``{}`` if there is none)."""
+        return self.viewer.layers[VOLUME_LAYER].metadata if VOLUME_LAYER in self.viewer.layers else {}
 
     def _browse_dir(self, edit: QLineEdit) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text())
@@ -254,8 +264,17 @@ class ExplorerWidget(QWidget):
                                   if m != jobs.PRIOR_PATH or loaded.prior is not None])
         self._show_landscape(loaded.land)
         self._enable(True)
-        largest = int(np.argmax(np.bincount(loaded.land.labels)))
-        self.show_point(PARTICLE, int(loaded.land.centre_rows[largest]))
+        self._show_first_volume()
+
+    def _show_first_volume(self) -> None:
+        """Go on showing the volume the viewer shows of this run (the run reader's, or an earlier explorer's),
+        else show the particle at the centre of the largest cluster."""
+        shown, land = self._shown_metadata(), self.loaded.land
+        if "cryodiff_run" in shown and Path(shown["cryodiff_run"]).resolve() == self.loaded.run.path.resolve():
+            self._select(shown["label"], shown["latent"], land.place(shown["latent"])[0])
+        else:
+            largest = int(np.argmax(np.bincount(land.labels)))
+            self.show_point(PARTICLE, int(land.centre_rows[largest]))
 
     def relayout(self) -> None:
         """Lay the latents out again with the chosen coordinates and number of clusters (in the background)."""
@@ -305,8 +324,12 @@ class ExplorerWidget(QWidget):
     def show_point(self, name: str, index: int) -> None:
         """Show the volume of plotted point ``index`` of set ``name``, as a click on it does."""
         label, latent = self.point(name, index)
+        self._select(label, latent, self.plot.points(name)[index])
+
+    def _select(self, label: str, latent: np.ndarray, xy: np.ndarray) -> None:
+        """Star ``xy`` (plot coordinates) and decode ``latent`` into the shown volume."""
         self.selection = (label, latent)
-        self.plot.select(self.plot.points(name)[index])
+        self.plot.select(xy)
         self._request(label, latent)
 
     def _request(self, label: str, latent: np.ndarray) -> None:
@@ -323,22 +346,32 @@ class ExplorerWidget(QWidget):
         return self.box_box.currentData() or self.loaded.run.box
 
     def _show_volume(self, decoded: jobs.Decoded) -> None:
+        metadata = shown_metadata(self.loaded.run.path, decoded.label, decoded.latent, decoded.box, decoded.apix)
         layer = self.volume_layer
-        metadata = {"label": decoded.label, "latent": decoded.latent, "box": decoded.box}
         if layer is None or layer not in self.viewer.layers:
-            colormap = surface_colormap("cryodiff shown point", SELECTED_COLOUR)  # as the star in the plot
-            kwargs = volume_kwargs(decoded.volume, decoded.apix, VOLUME_LAYER, colormap, **metadata)
-            self.volume_layer = self.viewer.add_image(decoded.volume, **kwargs)
+            self._take_volume_layer(decoded.volume, metadata)
             self.viewer.dims.ndisplay = 3
             self.viewer.canvas.overlays.scale_bar.visible = True
             self.viewer.reset_view()
         else:
             layer.scale = (decoded.apix,) * 3
             layer.data = decoded.volume
-            layer.metadata.update(apix=decoded.apix, **metadata)
+            layer.metadata = metadata
         self.status.setText(f"{decoded.label}: box {decoded.box}, {decoded.apix:.3g} Å/px, "
                             f"decoded in {decoded.seconds:.2f} s.")
         self._describe_canvas()
+
+    def _take_volume_layer(self, volume: np.ndarray, metadata: dict) -> None:
+        """Show ``volume`` [z, y, x] in the explorer's red in the viewer's layer :data:`VOLUME_LAYER` (the run
+        reader's, or an earlier explorer's), so a run keeps one shown volume; in a new layer if there is none."""
+        kwargs = shown_volume_kwargs(volume, metadata, shown_colormap())
+        if VOLUME_LAYER not in self.viewer.layers:
+            self.volume_layer = self.viewer.add_image(volume, **kwargs)
+            return
+        layer = self.volume_layer = self.viewer.layers[VOLUME_LAYER]
+        layer.scale, layer.data, layer.metadata = kwargs["scale"], volume, metadata
+        layer.colormap, layer.contrast_limits, layer.iso_threshold = (kwargs["colormap"], kwargs["contrast_limits"],
+                                                                      kwargs["iso_threshold"])
 
     def _describe_canvas(self) -> None:
         """Say in the corner of napari's canvas which surface is what."""
@@ -414,7 +447,7 @@ class ExplorerWidget(QWidget):
             kwargs["iso_threshold"] = self.volume_layer.iso_threshold
             kwargs["contrast_limits"] = self.volume_layer.contrast_limits
         width = volumes.shape[-1] * apix
-        kwargs["translate"] = (0.0, 0.0, 0.0, 1.15 * width)  # beside the selected point's volume
+        kwargs["translate"] = (0.0, 0.0, 0.0, 1.15 * width)  # beside the shown volume
         layer = self.path_layer
         if layer is None or layer not in self.viewer.layers:
             self.path_layer = self.viewer.add_image(volumes, **kwargs)
@@ -444,10 +477,10 @@ class ExplorerWidget(QWidget):
         return files
 
     def export_movie(self, path: str | Path, fps: float = 4.0) -> Path:
-        """Play the path on napari's canvas and save each step's screenshot to a GIF."""
-        from cryodiff.napari._export import path_frames, write_gif
+        """Play the path on napari's canvas and save each step's screenshot to a GIF or MP4 (by suffix)."""
+        from cryodiff.napari._export import path_frames, write_movie
 
-        written = write_gif(path, path_frames(self.viewer, 0), fps)
+        written = write_movie(path, path_frames(self.viewer, 0), fps)
         self.status.setText(f"Wrote {written}.")
         return written
 
@@ -457,7 +490,7 @@ class ExplorerWidget(QWidget):
             self._reporting(self.export_volumes, folder)
 
     def _export_movie_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the path as a GIF", "path.gif", "GIF (*.gif)")
+        path, _ = QFileDialog.getSaveFileName(self, "Save the path as a movie", "path.mp4", "MP4 (*.mp4);;GIF (*.gif)")
         if path:
             self._reporting(self.export_movie, path)
 

@@ -17,7 +17,8 @@ cryoDRGN writes, in its output folder ``WORKDIR``::
 :class:`~recon.vae.HetVAE` computes the same functions: the same volumes as
 ``cryodrgn eval_vol`` and the same encoder outputs. Nothing from the folder
 runs: checkpoints load with ``torch.load(weights_only=True)``, pickles with
-the numpy-only unpickler of :mod:`recon.io.pkl`, YAML with ``yaml.safe_load``.
+the numpy-only unpickler of :mod:`recon.io.pkl`, YAML with the safe loader and no aliases
+(:func:`recon.io.safe_read.load_yaml`).
 
 Mapping of the weights
 ----------------------
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -50,13 +52,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from recon.errors import InputError
 from recon.fourier import training_mask
 from recon.io.indices import read_indices
 from recon.io.mrc import atomic_target
 from recon.io.pkl import _ArrayUnpickler, load_pickle_safely, read_cryodrgn_ctf
+from recon.io.safe_read import load_yaml
 from recon.positional import PE_TYPES
 from recon.training import CHECKPOINT, CONFIG, write_latents
 from recon.vae import Architecture, HetVAE
@@ -103,10 +105,7 @@ def read_cryodrgn_config(workdir: str | os.PathLike) -> tuple[dict, Path]:
         raise InputError(workdir, "not a directory", "give the output folder of cryodrgn train_vae (its -o)")
     path = workdir / "config.yaml"
     if path.is_file():
-        try:
-            config = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise InputError(path, f"cannot parse YAML ({err})".replace("\n", " "), "give cryoDRGN's intact config.yaml") from None
+        config = load_yaml(path, "cryoDRGN's config.yaml")
     elif (workdir / "config.pkl").is_file():
         path = workdir / "config.pkl"
         config = load_pickle_safely(path)
@@ -167,7 +166,7 @@ def _architecture(config: dict, path: Path) -> Architecture:
 def _normalization_std(config: dict, path: Path) -> float:
     """``norm[1]`` of ``dataset_args.norm = [mean, std]``; refuses a non-zero mean."""
     norm = config["dataset_args"].get("norm")
-    _require(path, isinstance(norm, (list, tuple)) and len(norm) == 2 and float(norm[1]) > 0,
+    _require(path, isinstance(norm, (list, tuple)) and len(norm) == 2 and math.isfinite(float(norm[1])) and float(norm[1]) > 0,
              f"dataset_args.norm is {norm!r}; expected [mean, std]", "give the config written by cryodrgn train_vae")
     _require(path, float(norm[0]) == 0.0, f"dataset_args.norm has mean {norm[0]}; cryodiff models assume a zero mean",
              "retrain without --norm (cryoDRGN's default normalisation has mean 0)")
@@ -203,6 +202,9 @@ def _rename(key: str) -> str:
 def _map_state_dict(theirs: dict[str, torch.Tensor], arch: Architecture, weights: Path) -> dict[str, torch.Tensor]:
     """cryoDRGN's HetOnlyVAE state dict -> cryodiff's HetVAE state dict."""
     target = HetVAE(arch).state_dict()
+    not_tensors = sorted(str(key) for key, value in theirs.items() if not isinstance(value, torch.Tensor))
+    _require(weights, not not_tensors, f"model_state_dict entry {not_tensors[0] if not_tensors else ''} is not a tensor",
+             "give a weights.N.pkl written by cryodrgn train_vae")
     mapped = {_rename(key): value.float() for key, value in theirs.items()}
     for key, value in target.items():  # geometric encodings: frequencies computed, not stored
         if key.startswith("decoder.encoding.") and key not in mapped:
@@ -259,6 +261,9 @@ def _latents(path: Path, zdim: int) -> tuple[np.ndarray, np.ndarray]:
         _require(path, isinstance(value, np.ndarray) and value.ndim == 2 and value.shape[1] == zdim,
                  f"{name} is not an [n, {zdim}] array", "give the z.N.pkl of the same run and epoch")
     _require(path, values[0].shape == values[1].shape, "z_mu and z_logvar differ in shape", "give an intact z.N.pkl")
+    for name, value in zip(("z_mu", "z_logvar"), values):
+        _require(path, np.isfinite(value).all(), f"{name} holds NaN or infinite values (the run diverged)",
+                 "import an earlier epoch with --epoch")
     return values[0].astype(np.float32), values[1].astype(np.float32)
 
 
@@ -284,7 +289,10 @@ def _pixel_size(config: dict, workdir: Path, box: int, apix: float | None, path:
              f"the pixel size is unknown: the CTF file {named!r} named in dataset_args.ctf cannot be found" if named
              else "the pixel size is unknown (the run was trained without a CTF)",
              "pass --apix (Å/px of the training images)")
-    return float(ctf[0, 0] * ctf[0, 1] / box), len(ctf)
+    pixel = float(ctf[0, 0] * ctf[0, 1] / box)
+    _require(ctf_path, math.isfinite(pixel) and pixel > 0, f"the first particle's box and pixel size give {pixel} Å/px",
+             "pass --apix (Å/px of the training images), or give an intact ctf.pkl")
+    return pixel, len(ctf)
 
 
 def _indices(config: dict, workdir: Path, n_latents: int, n_total: int | None, ind: str | None, path: Path) -> np.ndarray:
@@ -316,9 +324,14 @@ def import_cryodrgn(workdir: str | os.PathLike, out: str | os.PathLike, *, epoch
     if (out / CHECKPOINT).exists():
         raise InputError(out, "already holds a run", "choose a new output directory")
     config, config_path = read_cryodrgn_config(workdir)
-    arch = _architecture(config, config_path)
-    std = _normalization_std(config, config_path)
-    _check_encoder_mask(arch.box, bool(config["lattice_args"].get("ignore_DC", True)), config_path)
+    try:
+        arch = _architecture(config, config_path)
+        std = _normalization_std(config, config_path)
+        ignore_dc = bool(config["lattice_args"].get("ignore_DC", True))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a hand-edited or foreign config
+        raise InputError(config_path, f"the configuration is not one cryodrgn train_vae wrote ({type(err).__name__}: {err})",
+                         "give the run's own, unedited config.yaml") from None
+    _check_encoder_mask(arch.box, ignore_dc, config_path)
     checkpoint = find_checkpoint(workdir, epoch)
     state = _map_state_dict(checkpoint.state_dict, arch, checkpoint.weights)
     z_mu, z_logvar = _latents(checkpoint.latents, arch.zdim)

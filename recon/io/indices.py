@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.errors import InputError
+from recon.io.safe_read import load_npy
 from recon.io.pkl import load_pickle_safely
 
 
@@ -25,13 +26,13 @@ def read_indices(path: str | Path, n_particles: int) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            raw = np.load(path, allow_pickle=False)
+            raw = load_npy(path, "the index file")
         elif suffix == ".pkl":
             raw = np.asarray(load_pickle_safely(path))
         else:
             raw = np.loadtxt(path, ndmin=1)
-    except ValueError as err:
-        raise InputError(path, f"cannot read indices ({err})", "write one 0-based integer index per line") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read indices ({type(err).__name__}: {str(err)[:100]})", "write one 0-based integer index per line") from None
     if raw.dtype == bool:
         if len(raw) != n_particles:
             raise InputError(path, f"boolean mask of length {len(raw)} for {n_particles} particles", "give one entry per particle")

@@ -18,6 +18,7 @@ half-written file.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 import warnings
@@ -196,6 +197,28 @@ def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def new_stack_mmap(path: str | os.PathLike, shape: tuple[int, int, int], apix: float) -> Iterator[mrcfile.mrcmemmap.MrcMemmap]:
+    """A new float32 image stack ``[n, y, x]`` at ``path``, written through a memory map.
+
+    The file's blocks are reserved on disk before anything is written (``posix_fallocate``):
+    a disk too small fails here with ``ENOSPC`` naming the file, instead of killing the
+    process with SIGBUS when a write through the map finds no free block.
+    """
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        mrc.set_image_stack()
+        mrc.voxel_size = apix
+        mrc.flush()
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        finally:
+            os.close(fd)
+        yield mrc
+
+
 def _write_mrc(path: str | os.PathLike, data: np.ndarray, apix: float, image_stack: bool) -> None:
     with atomic_target(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(data)
@@ -235,15 +258,29 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     Returns
     -------
     (volume, apix)
-        volume: float32 ``[z, y, x]`` in RAM; apix: the header voxel size (x)
-        in Å (0.0 if the header leaves it unset).
+        volume: float32 ``[z, y, x]`` in RAM, whatever axis order the file
+        stores (header ``mapc``, ``mapr``, ``maps``); apix: the header voxel
+        size (x) in Å (0.0 if the header leaves it unset). The origin is not
+        used: cryodiff's maps are boxes centred on the particle. A NaN or negative voxel size,
+        or a NaN or infinite voxel, is an :class:`~recon.errors.InputError`.
     """
     info = inspect_stack(path)
     mrc = open_stack(path)
     try:
         volume = np.array(mrc.data, dtype=np.float32)
+        order = tuple(int(mrc.header[f]) for f in ("maps", "mapr", "mapc"))  # file axis of sections, rows, columns
     finally:
         mrc.close()
     if volume.ndim == 2:
         volume = volume[None]
+    if order not in ((3, 2, 1), (0, 0, 0)):  # (0, 0, 0): unset by some writers, the standard order
+        if sorted(order) != [1, 2, 3]:
+            raise InputError(path, f"header fields mapc, mapr, maps are {order[::-1]}, not an order of the axes 1, 2, 3",
+                             "repair the header (the usual order is mapc=1, mapr=2, maps=3)")
+        volume = np.ascontiguousarray(volume.transpose([order.index(axis) for axis in (3, 2, 1)]))  # to [z, y, x]
+    if not (math.isfinite(info.apix) and info.apix >= 0):
+        raise InputError(path, f"the header's voxel size is {info.apix} Å", "set a positive voxel size in the header (or pass --apix where the command has it)")
+    if not np.isfinite(volume).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(volume))[0])
+        raise InputError(path, f"voxel [z, y, x] = {list(where)} is NaN or infinite", "give a map with finite values")
     return volume, info.apix

@@ -26,6 +26,7 @@ Units and conventions of :class:`ParticleMetadata`:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -41,12 +42,15 @@ from recon.io.cryosparc import read_cs
 from recon.io.images import ImageStack
 from recon.io.pkl import read_cryodrgn_ctf, read_cryodrgn_poses
 from recon.io.star import read_star
+from recon.io.validate import check_ctf, check_poses
 
 __all__ = ["ParticleMetadata", "Particles", "read_metadata", "read_particles"]
 
 _IMAGE_SUFFIXES = (".mrcs", ".mrc")
 #: Where the image references come from, per source type (for messages).
 _NAME_FIELD = {".star": "rlnImageName", ".cs": "blob/path"}
+
+log = logging.getLogger("recon.io")
 
 
 @dataclass
@@ -115,10 +119,27 @@ class ParticleMetadata:
             raise InputError(
                 self.source,
                 "no 3-D poses (rlnAngleRot/rlnAngleTilt or alignments3D/pose)",
-                "use the output of a 3-D refinement, or pass poses= a cryoDRGN pose.pkl",
+                "use the output of a 3-D refinement, or pass --poses with a cryoDRGN pose.pkl (poses= in Python)",
             )
         shifts = self.shifts_px if self.shifts_px is not None else np.zeros((len(self), 2))
         return self.rotations, shifts
+
+    def half_sets(self) -> np.ndarray | None:
+        """The gold-standard half set of each particle (int8 [N], 0 or 1) as the refinement that
+        made the poses assigned it: RELION's ``rlnRandomSubset`` (1, 2) or cryoSPARC's
+        ``alignments3D/split`` (0, 1); None when the file records none. Other values are an
+        :class:`~recon.errors.InputError` naming the field."""
+        for field, allowed in (("rlnRandomSubset", (1, 2)), ("alignments3D/split", (0, 1))):
+            if field not in self.table.columns:
+                continue
+            values = pd.to_numeric(self.table[field], errors="coerce").to_numpy(np.float64)
+            bad = ~np.isin(values, allowed)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise InputError(self.source, f"particle {row + 1} has {field} = {self.table[field].iloc[row]}, not {allowed[0]} or {allowed[1]}",
+                                 f"repair the {field} column, or remove it to split the halves by particle order")
+            return (values == allowed[1]).astype(np.int8)
+        return None
 
 
 @dataclass
@@ -157,14 +178,17 @@ def _resolve_stack(name: str, source: Path, datadir: Path | None) -> Path:
             return candidate
     field = _NAME_FIELD.get(source.suffix.lower(), "stack list")
     looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
-    fix = "pass datadir= the folder that holds the stacks" if datadir is None else "check datadir= and the stack names"
+    fix = "pass --datadir with the folder that holds the stacks (datadir= in Python)" if datadir is None else "check --datadir (datadir= in Python) and the stack names"
     raise InputError(source, f"image stack {name} ({field}) not found; looked for {looked}", fix)
 
 
 def _stack_list(path: Path) -> list[str]:
     if path.suffix.lower() in _IMAGE_SUFFIXES:
         return [path.name]
-    lines = [line.strip() for line in path.read_text().splitlines()]
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"is not UTF-8 text (byte {err.start})", "write the stack list as plain text, one .mrcs path per line") from None
     names = [line for line in lines if line and not line.startswith("#")]
     if not names:
         raise InputError(path, "the list names no image stacks", "write one .mrcs path per line")
@@ -193,18 +217,40 @@ def _read_stacks_only(path: Path, apix: float | None, datadir: Path | None) -> d
 def _with_poses(meta: ParticleMetadata, poses: Path, box: int | None) -> ParticleMetadata:
     box = meta.box if meta.box is not None else box
     if box is None:
-        raise InputError(poses, "the box size is needed to turn pose.pkl translations into pixels", "pass box= (px)")
+        raise InputError(poses, "the box size is needed to turn pose.pkl translations into pixels",
+                         "pass box= (px), or read with read_particles, which takes it from the stacks")
     rotations, shifts = read_cryodrgn_poses(poses, box)
     _check_count(poses, len(rotations), meta)
     return dataclasses.replace(meta, rotations=rotations, shifts_px=shifts)
 
 
-def _with_ctf(meta: ParticleMetadata, ctf: Path) -> ParticleMetadata:
-    values = read_cryodrgn_ctf(ctf)
+def _with_ctf(meta: ParticleMetadata, ctf: Path, values: np.ndarray) -> ParticleMetadata:
     _check_count(ctf, len(values), meta)
     boxes = np.unique(values[:, 0])
     box = meta.box if meta.box is not None or len(boxes) != 1 else int(boxes[0])
     return dataclasses.replace(meta, ctf=values, box=box, apix=_summary_pixel_size(values[:, 1], ctf))
+
+
+def _ctf_at_box(ctf: np.ndarray | None, box: int, source: Path) -> tuple[np.ndarray | None, float | None]:
+    """CTF parameters for images of ``box`` px, and their pixel size when it had to change.
+
+    A CTF table made at another box (cryoDRGN's ``ctf.pkl`` of the original particles, used
+    with a downsampled stack) describes the same physical images: its pixel size is rescaled
+    to ``box_ctf * apix_ctf / box`` Å/px, as cryoDRGN does. An unknown box (NaN) is the
+    stacks'."""
+    if ctf is None:
+        return None, None
+    ctf = ctf.copy()
+    ctf[np.isnan(ctf[:, 0]), 0] = box
+    other = ctf[:, 0] != box
+    if not other.any():
+        return ctf, None
+    made_at = int(np.median(ctf[other, 0]))
+    ctf[other, 1] = ctf[other, 0] * ctf[other, 1] / box
+    ctf[other, 0] = box
+    log.info("%s: CTF parameters made at a box of %d px; pixel size rescaled to %.4g Å/px for the %d px images",
+             source, made_at, float(np.median(ctf[:, 1])), box)
+    return ctf, _summary_pixel_size(ctf[:, 1], source)
 
 
 def _check_count(path: Path, n: int, meta: ParticleMetadata) -> None:
@@ -250,6 +296,9 @@ def read_metadata(
     if not path.is_file():
         raise InputError(path, "file not found", "check the path of the particle file")
     suffix = path.suffix.lower()
+    ctf_values = read_cryodrgn_ctf(ctf) if ctf is not None else None
+    if apix is None and ctf_values is not None and len(ctf_values):  # the CTF file's pixel size fills a file without one
+        apix = _summary_pixel_size(ctf_values[:, 1], Path(ctf))
     options = dict(box=box, apix=apix, amplitude_contrast=amplitude_contrast)
     if suffix == ".star":
         fields = read_star(path, **options)
@@ -264,7 +313,14 @@ def read_metadata(
     if poses is not None:
         meta = _with_poses(meta, Path(poses), box)
     if ctf is not None:
-        meta = _with_ctf(meta, Path(ctf))
+        meta = _with_ctf(meta, Path(ctf), ctf_values)
+    if meta.ctf is not None:
+        check_ctf(meta.ctf, Path(ctf) if ctf is not None else path)
+    check_poses(meta.rotations, meta.shifts_px, Path(poses) if poses is not None else path)
+    if meta.apix is not None and not (np.isfinite(meta.apix) and meta.apix > 0):
+        raise InputError(path, f"pixel size {meta.apix} Å is not a positive number", "give the pixel size in Å/px, e.g. --apix 1.5")
+    if len(meta) == 0:
+        raise InputError(path, "holds no particles", "give a particle file with at least one particle")
     return meta
 
 
@@ -295,6 +351,27 @@ def _open_images(meta: ParticleMetadata, datadir: Path | None) -> ImageStack:
     return ImageStack(files, file_index, indices, referenced_by=meta.source)
 
 
+def relocate_image_names(
+    meta: ParticleMetadata, folder: str | os.PathLike, datadir: str | os.PathLike | None = None, absolute: bool = False
+) -> ParticleMetadata:
+    """``meta`` with image names whose stacks resolve from ``folder`` (where a new particle
+    file is being written): each stack is found as :func:`read_particles` finds it (beside
+    ``meta.source``, then in ``datadir``) and named relative to ``folder``, or by its absolute
+    path with ``absolute``. Image indices are kept as written."""
+    _, stacks = _parse_image_names(meta)
+    datadir = None if datadir is None else Path(datadir)
+    folder = Path(folder).resolve()
+    renamed = {}
+    for name in dict.fromkeys(stacks):
+        found = _resolve_stack(name, meta.source, datadir).resolve()
+        renamed[name] = str(found) if absolute else os.path.relpath(found, folder)
+    names = [
+        f"{prefix}@{renamed[stack]}" if at else renamed[stack]
+        for (prefix, at, _), stack in zip((n.partition("@") for n in meta.image_names), stacks)
+    ]
+    return dataclasses.replace(meta, image_names=names)
+
+
 def read_particles(
     path: str | os.PathLike,
     *,
@@ -317,9 +394,7 @@ def read_particles(
     as :func:`read_metadata`.
     """
     datadir = None if datadir is None else Path(datadir)
-    meta = read_metadata(
-        path, box=box, apix=apix, amplitude_contrast=amplitude_contrast, poses=poses, ctf=ctf, datadir=datadir
-    )
+    meta = read_metadata(path, box=box, apix=apix, amplitude_contrast=amplitude_contrast, ctf=ctf, datadir=datadir)
     images = _open_images(meta, datadir)
     if meta.box is not None and meta.box != images.box:
         raise InputError(
@@ -327,17 +402,12 @@ def read_particles(
             f"the metadata gives a box of {meta.box} px but the stacks hold {images.box} px images",
             "use the particle file that belongs to these stacks (or re-extract at the stated box)",
         )
-    ctf_values = meta.ctf
-    if ctf_values is not None:
-        ctf_values = ctf_values.copy()
-        unknown = np.isnan(ctf_values[:, 0])
-        ctf_values[unknown, 0] = images.box
-        if (ctf_values[:, 0] != images.box).any():
-            raise InputError(
-                meta.source,
-                f"the CTF box column differs from the stacks' box of {images.box} px",
-                "give the ctf.pkl made for these particles",
-            )
+    if poses is not None:  # after the stacks are open: they give the box that pose.pkl's translations are a fraction of
+        meta = _with_poses(meta, Path(poses), images.box)
+        check_poses(meta.rotations, meta.shifts_px, Path(poses))
+    ctf_values, ctf_apix = _ctf_at_box(meta.ctf, images.box, Path(ctf) if ctf is not None else meta.source)
+    if ctf_apix is not None and apix is None and ctf is not None:
+        meta = dataclasses.replace(meta, apix=ctf_apix)
     meta = dataclasses.replace(meta, box=images.box, ctf=ctf_values)
     if not lazy:
         images.load()

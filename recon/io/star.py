@@ -210,7 +210,7 @@ def _shifts(cols: _Columns, pixel_sizes: np.ndarray | None) -> np.ndarray | None
         raise InputError(
             cols.path,
             "rlnOriginXAngst/rlnOriginYAngst need a pixel size but the file has no rlnImagePixelSize",
-            "pass apix= (Å/px) when reading",
+            "pass --apix in Å/px (apix= in Python)",
         )
     return angst / pixel_sizes[:, None]
 
@@ -235,12 +235,12 @@ def _ctf(
         return None
     fix_column = "add the column to the STAR file (or to data_optics for 3.1+)"
     values = [cols.require(name, None, fix_column) for name in _CTF_COLUMNS]
-    contrast = cols.require("rlnAmplitudeContrast", amplitude_contrast, "pass amplitude_contrast= (e.g. 0.1)")
+    contrast = cols.require("rlnAmplitudeContrast", amplitude_contrast, "pass -w/--amplitude-contrast, e.g. 0.1 (amplitude_contrast= in Python)")
     if pixel_sizes is None:
         raise InputError(
             cols.path,
             "the pixel size is missing (no rlnImagePixelSize, nor rlnMagnification with rlnDetectorPixelSize)",
-            "pass apix= (Å/px) when reading",
+            "pass --apix in Å/px (apix= in Python)",
         )
     phase = cols.get("rlnPhaseShift")
     n = len(cols.table)

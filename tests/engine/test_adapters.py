@@ -3,7 +3,6 @@
 import torch
 
 from generative.adapters import from_eps, from_v, from_velocity, guided
-from generative.mixtures import GaussianMixture
 from generative.samplers import sample
 from generative.schedules import karras_sigmas, vp_sigma, vp_time
 

@@ -33,13 +33,45 @@ if importlib.util.find_spec("napari") is None:
 HAS_DISPLAY = sys.platform != "linux" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+#: napari's fixture that makes viewers; every fixture built on it (``viewer``, ``explorer``) makes one too.
+VIEWER_MAKER = "make_napari_viewer"
+
+
+def viewer_fixtures(item: pytest.Function) -> set[str]:
+    """Names of the fixtures of ``item`` that make a napari viewer: :data:`VIEWER_MAKER` and every
+    fixture that needs it, directly or through other fixtures."""
+    defs = item._fixtureinfo.name2fixturedefs  # pytest's own table: the definitions of each fixture the item uses
+    needs = {name: set(definitions[-1].argnames) for name, definitions in defs.items()}  # the last one applies
+    makers = {VIEWER_MAKER}
+    while grown := {name for name, args in needs.items() if args & makers} - makers:
+        makers |= grown
+    return makers & set(item.fixturenames)
+
+
+def make_viewers_last(item: pytest.Function) -> None:
+    """Set up every other fixture of ``item`` before any that makes a viewer.
+
+    pytest sets fixtures up in the order of ``item.fixturenames`` (the test's
+    arguments, left to right, within a scope). A fixture that skips the test
+    when a resource is missing (``formats_dir`` on a fresh clone) must run
+    before the viewer exists: napari's viewer teardown reads the report of
+    the test call, which a test skipped during setup never has, and errors.
+    """
+    makers = viewer_fixtures(item)
+    item.fixturenames.sort(key=lambda name: name in makers)  # stable: the order is otherwise kept
+
+
 def pytest_collection_modifyitems(config, items):
+    """In every test here, make viewers after the other fixtures; without a display, skip the tests needing Qt."""
+    here = Path(__file__).parent
+    ours = [item for item in items if Path(item.fspath).parent == here and isinstance(item, pytest.Function)]
+    for item in ours:
+        make_viewers_last(item)
     if HAS_DISPLAY:
         return
     skip = pytest.mark.skip(reason="no display for Qt: run under xvfb-run -a")
-    here = Path(__file__).parent
-    for item in items:
-        if Path(item.fspath).parent == here and {"qtbot", "make_napari_viewer"} & set(item.fixturenames):
+    for item in ours:
+        if {"qtbot", VIEWER_MAKER} & set(item.fixturenames):
             item.add_marker(skip)
 
 

@@ -25,6 +25,14 @@ def _click(qtbot, explorer, xy):
     qtbot.mouseClick(explorer.plot, Qt.MouseButton.LeftButton, pos=explorer.plot.position_of(xy))
 
 
+def _drawn_path(plot):
+    """The vertices [M, 2] of the path line drawn on ``plot`` and whether each of its M - 1 steps is dashed."""
+    (steps,) = [artist for artist in plot.figure.axes[0].collections if artist.get_gid() == PATH]
+    segments = steps.get_segments()
+    vertices = np.array([segment[0] for segment in segments] + [segments[-1][1]])
+    return vertices, [dashes is not None for _, dashes in steps.get_linestyles()]
+
+
 def test_click_shows_that_particles_volume(explorer, viewer, qtbot, wait_idle, tiny_vae_run, run):
     _open(explorer, wait_idle, tiny_vae_run)
     assert explorer.loaded.prior is None and not explorer.prior_group.isEnabled()
@@ -104,14 +112,46 @@ def test_prior_samples_and_pf_ode_path(explorer, viewer, qtbot, wait_idle, tiny_
     wait_idle(explorer)
     assert viewer.layers[PATH_LAYER].data.shape == (5, 16, 16, 16)
     np.testing.assert_allclose(explorer.path[0], explorer.samples.prior[4], atol=0.05)
+    vertices, _ = _drawn_path(explorer.plot)  # drawn through every decoded point, not from A straight to B
+    np.testing.assert_allclose(vertices, explorer.loaded.land.place(explorer.path), rtol=1e-6, atol=1e-9)
 
 
-def test_plugin_menu_opens_the_explorer_on_the_open_run(viewer, tiny_vae_run):
+def test_path_is_drawn_through_its_points_and_jumps_are_dashed(qtbot):
+    from cryodiff.napari._landscape import landscape
+    from cryodiff.napari._latent_plot import LatentPlot
+
+    rng = np.random.default_rng(0)
+    islands = np.r_[rng.normal(-3.0, 0.3, (100, 4)), rng.normal(3.0, 0.3, (100, 4))]
+    plot = LatentPlot()
+    qtbot.addWidget(plot)
+    plot.show_landscape(landscape(islands, "PCA", 2), "cluster")
+    particles = plot.points(PARTICLE)
+    xy = particles[np.argsort(particles[:, 0])[[0, 30, 60, 99, 100, 140, 170, 199]]]  # 4 particles on each island
+    plot.set_points(PATH, xy)
+    vertices, dashed = _drawn_path(plot)
+    np.testing.assert_allclose(vertices, xy)  # one vertex per path point, in order
+    assert dashed == [False, False, False, True, False, False, False]  # only the step across the empty band
+
+
+def test_explorer_opened_after_the_run_reader_shows_one_volume(viewer, qtbot, wait_idle, tiny_vae_run, run):
     from cryodiff.napari._widget import ExplorerWidget
 
     viewer.open(str(tiny_vae_run), plugin="cryodiff")
+    shown = viewer.layers[VOLUME_LAYER].metadata["label"]
     _, widget = viewer.window.add_plugin_dock_widget("cryodiff", "Latent explorer")  # as Plugins ▸ Latent explorer
     assert isinstance(widget, ExplorerWidget) and widget.run_edit.text() == str(tiny_vae_run)
+    wait_idle(widget)  # it opens the run by itself
+    assert widget.loaded is not None, widget.status.text()
+    layer = viewer.layers[VOLUME_LAYER]
+    assert [lyr.name for lyr in viewer.layers] == [VOLUME_LAYER]  # one shown volume; no latent points in 3-D
+    assert layer.metadata["label"] == shown and widget.selection[0] == shown  # it starts at the reader's volume
+    assert layer.colormap.name == "cryodiff shown volume"  # in the red of the plot's star, as the explorer's own
+    assert viewer.dims.ndisplay == 3 and f"red: {shown}" in viewer.canvas.overlays.text.text
+    widget.show_point(PARTICLE, 3)
+    wait_idle(widget)
+    assert [lyr.name for lyr in viewer.layers] == [VOLUME_LAYER] and viewer.layers[VOLUME_LAYER] is layer
+    assert layer.metadata["label"].startswith("particle 3 ") and layer.metadata["cryodiff_run"] == str(tiny_vae_run)
+    np.testing.assert_allclose(layer.data, run.volume(run.z_mu[3]), rtol=1e-5, atol=1e-6)
 
 
 def test_drag_follows_the_mouse(explorer, viewer, qtbot, wait_idle, tiny_vae_run, run):

@@ -34,8 +34,8 @@ def test_saved_analysis_is_reused(run_copy):
     z = load_run(run_copy).z_mu
     umap = np.random.default_rng(1).standard_normal((len(z), 2)).astype(np.float32)
     np.save(run_copy / "analyze" / "umap.npy", umap)
-    labels = (np.load(run_copy / "analyze" / "kmeans" / "labels.npy") + 1) % 5  # not what k-means would give
-    np.save(run_copy / "analyze" / "kmeans" / "labels.npy", labels)
+    labels = (np.load(run_copy / "analyze" / "kmeans5" / "labels.npy") + 1) % 5  # not what k-means would give
+    np.save(run_copy / "analyze" / "kmeans5" / "labels.npy", labels)
     land = landscape(z, "UMAP", 5, run_copy)
     np.testing.assert_array_equal(land.xy, umap)
     np.testing.assert_array_equal(land.labels, labels)

@@ -4,6 +4,7 @@ import mrcfile
 import numpy as np
 import pytest
 
+from cryodiff.napari._layers import SHOWN_VOLUME
 from cryodiff.napari._lazy import LazyImages
 from cryodiff.napari._reader import napari_get_reader
 from recon.errors import InputError
@@ -19,6 +20,8 @@ def test_get_reader_declines_other_paths(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     assert napari_get_reader(str(tmp_path / "notes.txt")) is None
     assert napari_get_reader(str(tmp_path)) is None  # a folder that is not a run
+    (tmp_path / "config.json").write_text("{}")
+    assert napari_get_reader(str(tmp_path / "config.json")) is None  # another tool's: no checkpoint.pt beside it
     assert napari_get_reader([str(tmp_path / "a.mrc"), str(tmp_path / "b.mrc")]) is None
     assert napari_get_reader(str(tmp_path / "map.MRC")) is not None
 
@@ -76,24 +79,34 @@ def test_star_file_gives_images_and_particle_centres(viewer, tiny_vae_run):
     np.testing.assert_allclose(centres.scale, [1.0, 6.0, 6.0])
 
 
-def test_cryosparc_file(viewer, formats_dir):
+def test_cryosparc_file(formats_dir, viewer):  # formats_dir may skip: before the viewer
     images, centres = viewer.open(str(formats_dir / "empiar_10076_7.cs"), plugin="cryodiff")
     assert images.data.shape == (7, 320, 320)
     np.testing.assert_allclose(images.scale[1:], 1.31, atol=1e-4)
     assert "ctf/df1_A" in centres.features.columns and len(centres.features) == 7
 
 
-def test_run_directory_gives_latents_and_a_volume(viewer, tiny_vae_run):
+def test_run_directory_gives_its_shown_volume_only(viewer, tiny_vae_run):
+    from recon.analysis import nearest_rows
     from recon.run import load_run
 
     run = load_run(tiny_vae_run)
-    volume, latents = viewer.open(str(tiny_vae_run), plugin="cryodiff")
-    row = volume.metadata["row"]
-    np.testing.assert_allclose(volume.data, run.volume(run.z_mu[row]), rtol=1e-5, atol=1e-6)
+    z = run.latents()
+    row = int(nearest_rows(z, z.mean(0, keepdims=True))[0])
+    (volume,) = viewer.open(str(tiny_vae_run), plugin="cryodiff")  # no latent points in the volume's 3-D scene
+    assert volume.name == SHOWN_VOLUME and volume.metadata["label"] == f"particle {row} (nearest the mean latent)"
+    np.testing.assert_allclose(volume.metadata["latent"], z[row])
+    np.testing.assert_allclose(volume.data, run.volume(z[row]), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(volume.scale, [run.apix] * 3)
-    assert latents._type_string == "points" and latents.data.shape == (len(run.z_mu), 2)
-    np.testing.assert_array_equal(latents.features["row"], np.arange(len(run.z_mu)))
-    assert latents.metadata["cryodiff_run"] == str(tiny_vae_run)
+    assert volume.metadata["cryodiff_run"] == str(tiny_vae_run) and volume.rendering == "iso"
+    assert volume.colormap.name == "gray"  # napari starts in 2-D: a section looks like any map's
+
+
+def test_run_opens_without_choosing_a_plugin(viewer, tiny_vae_run):
+    """What ``napari RUN/config.json``, drag and drop and File ▸ Open do: no plugin named, and none to choose
+    (a folder is offered to every reader that reads folders, so napari would ask which)."""
+    (volume,) = viewer.open(str(tiny_vae_run / "config.json"), plugin=None)
+    assert volume.name == SHOWN_VOLUME and volume.metadata["cryodiff_run"] == str(tiny_vae_run)
 
 
 def test_bad_file_is_reported_not_raised(viewer, tmp_path):
