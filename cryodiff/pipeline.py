@@ -26,6 +26,7 @@ from cryodiff.output_folder import LOCK, MANIFEST, output_folder
 from recon.io.mrc import atomic_target
 
 log = logging.getLogger("cryodiff.pipeline")
+_DAMPING_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -162,5 +163,6 @@ def _run(folder, stages: list[Stage], settings: dict, force: bool, record: str) 
         done[stage.name] = {"seconds": round(seconds, 1), "files": _files_of(outdir, stage.outputs)}
         _write_record(record_path, state)
         spent, estimated = spent + seconds, estimated + stage.estimate_s
-        speed = spent / max(estimated, 1e-9)
+        # measured / estimated so far, damped by a minute of each so that a few short stages do not swing it
+        speed = (spent + _DAMPING_S) / (estimated + _DAMPING_S)
         log.info("[%d/%d] %s: done in %s", i, len(stages), stage.name, duration(seconds))

@@ -44,6 +44,8 @@ ARCHITECTURE_LIMITS = {
     "dec_layers": (1, 64),
     "pe_dim": (1, 4096),
 }
+#: Decoder domains: "fourier" (cryoDRGN's default and cryodiff's) or "hartley" (cryoDRGN's older models).
+DOMAINS = ("fourier", "hartley")
 #: At most this many weights (1 GB in float32; the box-256, width-1024 model has about 7e7).
 MAX_PARAMETERS = 250_000_000
 
@@ -61,6 +63,7 @@ class Architecture:
     pe_type: str = "gaussian"  # [--pe-type]
     pe_dim: int | None = None  # [--pe-dim] default D/2
     feat_sigma: float = 0.5  # [--feat-sigma] scale of gaussian frequencies
+    domain: str = "fourier"  # [--domain] decoder output: (Re, Im) on half the space, or the Hartley value everywhere
 
     def __post_init__(self):
         if self.pe_dim is None:
@@ -71,6 +74,8 @@ class Architecture:
                 raise ValueError(f"{name} = {value!r} is not a whole number from {low} to {high}")
         if self.box % 2:
             raise ValueError(f"box = {self.box} is not even")
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain = {self.domain!r} is not one of {', '.join(DOMAINS)}")
         if not (isinstance(self.feat_sigma, (int, float)) and math.isfinite(self.feat_sigma) and self.feat_sigma > 0):
             raise ValueError(f"feat_sigma = {self.feat_sigma!r} is not a finite number above 0")
         if self.parameter_bound() > MAX_PARAMETERS:
@@ -108,6 +113,21 @@ class FourierDecoder(nn.Module):
         return torch.stack([out[..., 0], torch.where(flip, -out[..., 1], out[..., 1])], dim=-1)
 
 
+class HartleyDecoder(nn.Module):
+    """``(k [..., 3], z [B, zdim]) -> H [..., 1]``: the Hartley value of the volume's transform at
+    ``k``, evaluated everywhere (no Hermitian symmetry), as cryoDRGN's ``--domain hartley``."""
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.encoding = PositionalEncoding(arch.pe_type, arch.pe_dim, arch.box, arch.feat_sigma)
+        self.mlp = ResidLinearMLP(self.encoding.out_dim + arch.zdim, arch.dec_layers, arch.dec_dim, 1)
+
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        squeeze = coords.ndim == 2
+        out = self.mlp(self.encoding(coords.unsqueeze(0) if squeeze else coords), z)
+        return out[0] if squeeze else out
+
+
 class HetVAE(nn.Module):
     """Encoder + decoder with the lattice they share.
 
@@ -125,7 +145,7 @@ class HetVAE(nn.Module):
         self.register_buffer("coords", lattice_coords(arch.box)[mask], persistent=False)  # [M, 3]
         n = int(mask.sum())
         self.encoder = ResidLinearMLP(n, arch.enc_layers, arch.enc_dim, 2 * arch.zdim)
-        self.decoder = FourierDecoder(arch)
+        self.decoder = FourierDecoder(arch) if arch.domain == "fourier" else HartleyDecoder(arch)
 
     @property
     def n_pixels(self) -> int:
@@ -137,6 +157,8 @@ class HetVAE(nn.Module):
         return out[:, : self.arch.zdim], out[:, self.arch.zdim :]
 
     def decode_slices(self, rotations: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.arch.domain == "hartley":
+            return self.decoder(self.coords @ rotations, z)[..., 0]
         n = self.n_pixels
         evaluated = (n + 1) // 2  # the first half of the centrosymmetric list
         coords = self.coords[:evaluated] @ rotations  # [B, evaluated, 3]
@@ -163,18 +185,24 @@ class HetVAE(nn.Module):
         k = torch.linspace(-extent, extent, box + 1, device=self.coords.device)
         gz, gy, gx = torch.meshgrid(k, k, k, indexing="ij")
         coords = torch.stack([gx, gy, gz], -1).reshape(-1, 3)  # centrosymmetric order
+        zrow = None if z is None else torch.as_tensor(np.asarray(z), dtype=torch.float32, device=coords.device).reshape(1, -1)
+        if self.arch.domain == "hartley":  # every lattice point, as cryoDRGN evaluates a Hartley decoder
+            hartley = torch.cat([self.decoder(coords[s : s + chunk], zrow)[..., 0] for s in range(0, len(coords), chunk)])
+            return self._density(hartley, box)
         n = coords.shape[0]
         half = n // 2
         inside = coords[: half + 1].norm(dim=-1) <= extent
         points = coords[: half + 1][inside]
-        zrow = None if z is None else torch.as_tensor(np.asarray(z), dtype=torch.float32, device=points.device)
-        zrow = None if zrow is None else zrow.reshape(1, -1)
         values = torch.zeros(half + 1, 2, device=points.device)
         inside_values = torch.cat([self.decoder(points[s : s + chunk], zrow) for s in range(0, len(points), chunk)])
         values[inside] = inside_values
         hartley = torch.cat([values[:, 0] - values[:, 1], (values[:half, 0] + values[:half, 1]).flip(0)])
+        return self._density(hartley, box)
+
+    def _density(self, hartley: torch.Tensor, box: int) -> np.ndarray:
+        """``[z, y, x]`` density from Hartley values on the ``(box+1)³`` lattice (flattened)."""
         hartley = hartley.reshape(box + 1, box + 1, box + 1)[:-1, :-1, :-1]
-        vol = ihartley_centered(hartley.double().cpu(), 3) * (box / full) ** 3
+        vol = ihartley_centered(hartley.double().cpu(), 3) * (box / self.arch.box) ** 3
         return vol.float().numpy()
 
 

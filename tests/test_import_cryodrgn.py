@@ -263,7 +263,7 @@ def _edit_config(**changes):
         (_malicious_z, "refusing to unpickle"),
         (_malicious_weights, "cannot load as a weights-only torch checkpoint"),
         (_edit_config(model_args__encode_mode="conv"), "encode_mode is 'conv'"),
-        (_edit_config(model_args__domain="hartley"), "domain is 'hartley'"),
+        (_edit_config(model_args__domain="real"), "domain is 'real'"),
         (_edit_config(model_args__activation="leaky_relu"), "activation is 'leaky_relu'"),
         (_edit_config(model_args__pe_type="none"), "pe_type is 'none'"),
         (_edit_config(model_args__enc_mask=5), "enc_mask is 5"),

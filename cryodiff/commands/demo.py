@@ -19,7 +19,7 @@ The demo records its finished stages in OUTDIR/demo.json: run it again with
 the same options and it skips what is done and continues an interrupted
 stage (training resumes from its last checkpoint); --force starts over. About
 5 minutes on an idle 2-core CPU with the defaults; --full is a larger data set
-(10,000 particles, box 64, lower SNR) that takes about an hour.
+(10,000 particles, box 64, lower SNR) that takes about 2.5 hours on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ HELP = "simulate a data set with known structure and run the whole pipeline on i
 log = logging.getLogger("cryodiff.demo")
 
 #: Default and --full sizes: (particles, box px, SNR, VAE epochs, prior steps).
-SIZES = {"default": (3000, 32, 0.5, 10, 2000), "full": (10000, 64, 0.1, 20, 6000)}
+SIZES = {"default": (3000, 32, 0.5, 8, 1500), "full": (10000, 64, 0.1, 20, 6000)}
 #: Names of the three state modes of the simulated molecule (recon.simulate.STATE_MODES, in order).
 STATE_NAMES = ("A", "B", "C")
 #: A particle belongs to a state's class when its true state lies this close to the mode.
@@ -47,12 +47,12 @@ CLASS_WINDOW = 0.06
 
 def add_args(parser):
     parser.add_argument("outdir", help="output folder (created; an earlier demo there is continued)")
-    parser.add_argument("--full", action="store_true", help="the larger version: 10000 particles, box 64, SNR 0.1, 20 epochs (about an hour)")
+    parser.add_argument("--full", action="store_true", help="the larger version: 10000 particles, box 64, SNR 0.1, 20 epochs (about 2.5 hours on 2 CPU cores)")
     parser.add_argument("-n", type=count(10**6, "particles for the demo"), help="number of particles (default: 3000, --full 10000)")
     parser.add_argument("-D", "--box", type=even_box, help="box size in pixels, even (default: 32, --full 64)")
     parser.add_argument("--snr", type=positive_float, help="signal-to-noise ratio (default: 0.5, --full 0.1)")
-    parser.add_argument("--epochs", type=positive_int, help="VAE training epochs (default: 10, --full 20)")
-    parser.add_argument("--prior-steps", type=positive_int, help="diffusion prior training steps (default: 2000, --full 6000)")
+    parser.add_argument("--epochs", type=positive_int, help="VAE training epochs (default: 8, --full 20)")
+    parser.add_argument("--prior-steps", type=positive_int, help="diffusion prior training steps (default: 1500, --full 6000)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="start over: remove this demo's earlier outputs in OUTDIR first")
 
@@ -72,16 +72,18 @@ def settings_of(args) -> dict:
 
 
 def estimates(s: dict) -> dict[str, float]:
-    """Seconds per stage on an idle 2-core CPU (measured at the default size, scaled by the work)."""
+    """Seconds per stage on an idle 2-core CPU (AMD EPYC, AVX2), measured on a fresh clone at the
+    default size (the VAE at 110 images/s, UMAP including its first-run compilation), scaled by the work."""
     images = s["n"] * (s["box"] / 32) ** 2
+    volume = (s["box"] / 32) ** 3
     return {
-        "simulate": 6 * images / 3000,
-        "backproject": 4 * images / 3000 * s["box"] / 32,
-        "train-vae": 13.0 * s["epochs"] * images / 3000 + 5,
-        "analyze": 35 + 0.2 * (s["box"] / 32) ** 3 * 32,
-        "compare": 10 + 2 * (s["box"] / 32) ** 3,
-        "train-prior": 0.035 * s["prior_steps"] + 3,
-        "sample": 12 + 2 * (s["box"] / 32) ** 3,
+        "simulate": 4 * images / 3000,
+        "backproject": 12 * images / 3000 * s["box"] / 32,
+        "train-vae": 27.5 * s["epochs"] * images / 3000 + 5,
+        "analyze": 50 + 30 * volume,
+        "compare": 3 + 2 * volume,
+        "train-prior": 0.029 * s["prior_steps"] + 3,
+        "sample": 2 + 2 * volume,
     }
 
 

@@ -9,8 +9,9 @@ commands work on it: the imported model gives the same volumes as
 
 The pixel size comes from the ctf.pkl named in the config (rescaled to the
 training box, as cryoDRGN does); pass --apix when that file is gone or the
-run had no CTF. Encoders other than resid, the hartley domain, leaky_relu,
---enc-mask and a non-zero --norm mean cannot be imported exactly and are refused.
+run had no CTF. Both decoder domains import (fourier, cryoDRGN's default, and
+the older hartley). Encoders other than resid, leaky_relu, --enc-mask and a
+non-zero --norm mean cannot be imported exactly and are refused.
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ Mapping of the weights
   written.
 * ``decoder.rand_freqs`` -> ``decoder.encoding.rand_freqs`` (gaussian
   encoding; the geometric encodings have no stored frequencies).
-* ``decoder.decoder.main.*`` -> ``decoder.mlp.main.*``.
+* ``decoder.decoder.main.*`` -> ``decoder.mlp.main.*`` (both decoder domains:
+  ``fourier`` outputs (Re, Im) on half the space, ``hartley`` the Hartley value
+  everywhere, see :class:`recon.vae.HartleyDecoder`).
 
 Volumes: cryoDRGN multiplies the decoded Hartley lattice by ``norm[1]`` and
 adds ``norm[0]``; cryodiff runs store ``std = norm[1]`` and assume a zero
@@ -58,10 +60,10 @@ from recon.fourier import training_mask
 from recon.io.indices import read_indices
 from recon.io.mrc import atomic_target
 from recon.io.pkl import _ArrayUnpickler, load_pickle_safely, read_cryodrgn_ctf
-from recon.io.safe_read import load_yaml
+from recon.io.safe_read import load_yaml, numpy_arrays_allowed
 from recon.positional import PE_TYPES
 from recon.training import CHECKPOINT, CONFIG, write_latents
-from recon.vae import Architecture, HetVAE
+from recon.vae import DOMAINS, Architecture, HetVAE
 
 __all__ = ["CryoDrgnCheckpoint", "cryodrgn_encoder_mask", "find_checkpoint", "import_cryodrgn", "load_pickles_safely", "read_cryodrgn_config"]
 
@@ -133,12 +135,13 @@ def _check_supported(args: dict, lattice: dict, path: Path) -> None:
     _require(path, not missing, f"{', '.join(missing)} missing from the config", "give the config written by cryodrgn train_vae")
     checks = (
         ("encode_mode", args["encode_mode"], "resid", "--encode-mode resid"),
-        ("domain", args.get("domain", "fourier"), "fourier", "--domain fourier"),
         ("activation", args.get("activation", "relu"), "relu", "--activation relu"),
     )
     for key, value, wanted, option in checks:
         _require(path, value == wanted, f"model_args.{key} is {value!r}; {_UNSUPPORTED} ({key} {wanted})",
                  f"retrain with {option}, or keep using cryoDRGN for this run")
+    _require(path, args.get("domain", "fourier") in DOMAINS, f"model_args.domain is {args.get('domain')!r}; supported: {', '.join(DOMAINS)}",
+             "keep using cryoDRGN for this run")
     _require(path, args["pe_type"] in PE_TYPES, f"model_args.pe_type is {args['pe_type']!r}; supported: {', '.join(PE_TYPES)}",
              "retrain with one of those --pe-type values")
     size = lattice["D"]
@@ -159,7 +162,7 @@ def _architecture(config: dict, path: Path) -> Architecture:
     return Architecture(
         box=lattice["D"] - 1, zdim=int(args["zdim"]), enc_dim=int(args["qdim"]), enc_layers=int(args["qlayers"]),
         dec_dim=int(args["pdim"]), dec_layers=int(args["players"]), pe_type=args["pe_type"], pe_dim=args.get("pe_dim"),
-        feat_sigma=float(args.get("feat_sigma") or 0.5),
+        feat_sigma=float(args.get("feat_sigma") or 0.5), domain=args.get("domain", "fourier"),
     )
 
 
@@ -219,7 +222,8 @@ def _map_state_dict(theirs: dict[str, torch.Tensor], arch: Architecture, weights
 def _load_weights(path: Path) -> dict:
     """A cryoDRGN checkpoint, tensors and plain containers only (weights_only)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with numpy_arrays_allowed():
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt or non-weights file raises many types
         raise InputError(path, f"cannot load as a weights-only torch checkpoint ({type(err).__name__}: {err})".split("\n")[0],
                          "give cryoDRGN's weights.N.pkl (files holding code objects are refused)") from None

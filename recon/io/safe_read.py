@@ -55,15 +55,31 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
     return value
 
 
+def numpy_arrays_allowed():
+    """A context in which ``torch.load(weights_only=True)`` also rebuilds numpy arrays (older
+    cryoDRGN checkpoints hold some): only numpy's array reconstructor, ``ndarray``, ``dtype``
+    and the dtype classes are admitted, which build arrays from bytes and run nothing else
+    (the same set :mod:`recon.io.pkl` admits)."""
+    import torch
+    from numpy._core.multiarray import _reconstruct
+
+    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    # numpy 1.x pickles name the reconstructor numpy.core.multiarray._reconstruct
+    return torch.serialization.safe_globals([(_reconstruct, "numpy.core.multiarray._reconstruct"), _reconstruct,
+                                             np.ndarray, np.dtype, *dtypes])
+
+
 def load_weights(path: str | os.PathLike, what: str, map_location="cpu") -> Any:
-    """A torch checkpoint loaded with ``weights_only=True``: tensors and plain containers only."""
+    """A torch checkpoint loaded with ``weights_only=True``: tensors, numpy arrays
+    (:func:`numpy_arrays_allowed`) and plain containers only."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"{what} is missing", "give the folder cryodiff wrote, complete")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with numpy_arrays_allowed():
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - bytes that are not a checkpoint raise any of a dozen types (IndexError, struct.error, ...)
         first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         raise InputError(path, f"{what} cannot be read as a weights-only torch checkpoint ({first})",
