@@ -18,7 +18,7 @@
 The demo records its finished stages in OUTDIR/demo.json: run it again with
 the same options and it skips what is done and continues an interrupted
 stage (training resumes from its last checkpoint); --force starts over. About
-5 minutes on an idle 2-core CPU with the defaults; --full is a larger data set
+6 minutes on an idle 2-core CPU with the defaults; --full is a larger data set
 (10,000 particles, box 64, lower SNR) that takes about 2.5 hours on 2 CPU cores.
 """
 
