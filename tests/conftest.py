@@ -52,6 +52,19 @@ def cryodrgn() -> Path:
 
 
 @pytest.fixture(scope="session")
+def run_cryodrgn(cryodrgn):
+    """``run_cryodrgn(*args, cwd=None)``: cryoDRGN 4.3.1 on one thread; a failure fails the test with its stderr."""
+    import subprocess
+
+    def run(*args, cwd=None):
+        env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        done = subprocess.run([str(cryodrgn), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def tiny_vae_run(tmp_path_factory) -> Path:
     """A VAE with zdim 4 (box 16) trained for one epoch on 96 simulated particles."""
     import numpy as np

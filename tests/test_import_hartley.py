@@ -1,10 +1,8 @@
 """cryoDRGN's older Hartley-domain models (``domain: hartley``): cryoDRGN's own test model
 ``het_weights.pkl`` + ``het_config.yaml`` imports, and gives the volumes cryoDRGN 4.3.1 gives."""
 
-import os
 import pickle
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -39,13 +37,10 @@ def test_hartley_model_imports_and_decodes_a_real_map(het_workdir, tmp_path):
     assert volume.shape == (64, 64, 64) and np.isfinite(volume).all() and volume.std() > 0
 
 
-def test_hartley_volumes_equal_cryodrgn_eval_vol(cryodrgn, het_workdir, tmp_path):
+def test_hartley_volumes_equal_cryodrgn_eval_vol(run_cryodrgn, het_workdir, tmp_path):
     np.savetxt(tmp_path / "z.txt", Z)
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run([str(cryodrgn), "eval_vol", str(het_workdir / "weights.pkl"), "-c", str(het_workdir / "config.yaml"),
-                           "--zfile", str(tmp_path / "z.txt"), "-o", str(tmp_path / "theirs"), "--Apix", "1"],
-                          capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_cryodrgn("eval_vol", het_workdir / "weights.pkl", "-c", het_workdir / "config.yaml", "--zfile", tmp_path / "z.txt",
+                 "-o", tmp_path / "theirs", "--Apix", 1)
     assert main(["import-cryodrgn", str(het_workdir), "-o", str(tmp_path / "run"), "--apix", "1"]) == 0
     assert main(["eval-vol", str(tmp_path / "run"), "--zfile", str(tmp_path / "z.txt"), "-o", str(tmp_path / "ours")]) == 0
     theirs = sorted((tmp_path / "theirs").glob("vol_*.mrc"))

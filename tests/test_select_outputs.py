@@ -1,13 +1,12 @@
 """What select writes beside the star for the other tools: cryoDRGN's ind.pkl and, for a run
 trained on a cryoSPARC file, a .cs subset that keeps every field and uid."""
 
-import pickle
-
 import numpy as np
 import pytest
 
 from cryodiff.cli.main import main
 from recon.io import read_metadata, read_particles
+from recon.io.pkl import load_pickle_safely
 from recon.synthetic import write_synthetic_dataset
 from test_refinement_metadata import _cs
 
@@ -35,8 +34,7 @@ def test_select_from_a_cs_run_writes_a_cs_subset_and_ind_pkl(cs_run, tmp_path):
     subset = np.load(tmp_path / "sel.cs")
     assert subset.dtype == original.dtype
     np.testing.assert_array_equal(subset["uid"], original["uid"][rows])
-    with open(tmp_path / "sel.ind.pkl", "rb") as fh:  # our own file, written by this test's command
-        np.testing.assert_array_equal(pickle.load(fh), rows)
+    np.testing.assert_array_equal(load_pickle_safely(tmp_path / "sel.ind.pkl"), rows)  # what cryoDRGN's --ind reads
     np.testing.assert_allclose(read_metadata(tmp_path / "sel.cs").rotations, read_metadata(cs).rotations[rows])
 
 

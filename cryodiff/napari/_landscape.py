@@ -19,6 +19,7 @@ import numpy as np
 from cryodiff.analysis_report import pca_axis_labels
 from cryodiff.analysis_record import read_record, saved_kmeans
 from recon.analysis import LatentPCA, kmeans_centres, nearest_rows, pca, umap_embedding
+from recon.io.safe_read import load_npy
 
 KINDS = ("PCA", "UMAP")
 
@@ -68,7 +69,9 @@ def saved_analysis(run_path: Path, z: np.ndarray, k: int) -> dict[str, np.ndarra
         return {}
     found = {}
     if (folder / "umap.npy").is_file():
-        found["umap"] = np.load(folder / "umap.npy", allow_pickle=False)
+        umap = load_npy(folder / "umap.npy", "the saved UMAP")  # declared size checked before reading
+        if umap.shape == (len(z), 2):
+            found["umap"] = umap
     kmeans = saved_kmeans(folder, z, k)
     if kmeans is not None:
         found["labels"], found["rows"] = kmeans
