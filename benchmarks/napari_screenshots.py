@@ -14,6 +14,8 @@ Writes into docs/images (or --out):
     napari_prior.png      prior and N(0, I) samples on the density plot, a prior sample's volume
     napari_path.png       a PF-ODE path A -> B (B the cluster farthest from A) on the plot and its volumes,
                           half-way along
+    napari_selection.png  a polygon drawn around one k-means cluster, its particles' gold-standard map
+                          (green, left) with the half-map FSC in the dock
     napari_particles.png  the demo's particle file opened by the reader (images and centre markers)
 """
 
@@ -99,6 +101,29 @@ def run_shots(run: Path, out: Path) -> None:
     viewer.close()
 
 
+def selection_shot(run: Path, png: Path) -> None:
+    """A polygon around the largest k-means cluster (its convex hull, grown by 5 %), then its map."""
+    import numpy as np
+    from scipy.spatial import ConvexHull
+
+    from cryodiff.napari._widget import ExplorerWidget
+
+    viewer = new_viewer()
+    explorer = ExplorerWidget(viewer)
+    viewer.window.add_dock_widget(explorer, name="Latent explorer", area="right")
+    explorer.load(run)
+    settle(explorer)
+    land = explorer.loaded.land
+    cluster = land.xy[land.labels == np.argmax(np.bincount(land.labels))]
+    hull = cluster[ConvexHull(cluster).vertices]
+    centre = hull.mean(0)
+    explorer.plot.select_polygon(centre + 1.05 * (hull - centre))
+    explorer.selection_panel.reconstruct()
+    settle(explorer)
+    viewer.screenshot(str(png), canvas_only=False)
+    viewer.close()
+
+
 def reader_shot(path: Path, png: Path, step: int | None = None) -> None:
     """What napari shows when ``path`` is opened with the cryodiff readers (at image ``step`` of a stack)."""
     viewer = new_viewer()
@@ -121,6 +146,7 @@ def main() -> None:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     run_shots(args.demo / "vae", args.out)
+    selection_shot(args.demo / "vae", args.out / "napari_selection.png")
     reader_shot(args.demo / "data" / "particles.star", args.out / "napari_particles.png", step=3)
     print(f"wrote screenshots to {args.out}")
 

@@ -78,6 +78,18 @@ class _Accumulator:
         return vol[p : p + box, p : p + box, p : p + box].float().numpy()
 
 
+def gold_standard_halves(file_halves: np.ndarray | None, n: int, indices: np.ndarray) -> np.ndarray:
+    """Half set (0/1) of each of ``n`` particles: ``file_halves`` [n], the refinement's own half sets
+    (:meth:`recon.io.ParticleMetadata.half_sets`), when the file has them; else the particles of the
+    selection ``indices`` alternate between the halves in selection order, so that a selection of
+    every other particle still fills both halves (particles outside the selection: 0)."""
+    if file_halves is not None:
+        return np.asarray(file_halves, dtype=np.int8)
+    halves = np.zeros(n, np.int8)
+    halves[np.asarray(indices)] = np.arange(len(indices)) % 2
+    return halves
+
+
 def _rfft_frequencies(padded: int) -> torch.Tensor:
     """``[P, P//2+1, 2]`` (kx, ky) in cycles/pixel of the y-shifted rfft grid."""
     ky = (torch.arange(padded) - padded // 2) / padded

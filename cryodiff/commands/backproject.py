@@ -47,16 +47,13 @@ def run(args) -> None:
 
 
 def half_sets(meta, indices: np.ndarray) -> np.ndarray:
-    """Half set (0/1) of every particle of ``meta``: the file's own (rlnRandomSubset,
-    alignments3D/split), else alternating in the order of the selection ``indices`` (so that a
-    selection of every other particle still fills both halves)."""
-    halves = meta.half_sets()
-    if halves is not None:
+    """Half set (0/1) of every particle of ``meta`` (:func:`recon.backproject.gold_standard_halves`), logged."""
+    from recon.backproject import gold_standard_halves
+
+    file_halves = meta.half_sets()
+    if file_halves is not None:
         log.info("half maps follow the file's half sets (%s)", "rlnRandomSubset" if "rlnRandomSubset" in meta.table.columns else "alignments3D/split")
-        return halves
-    halves = np.zeros(len(meta), np.int8)
-    halves[np.asarray(indices)] = np.arange(len(indices)) % 2
-    return halves
+    return gold_standard_halves(file_halves, len(meta), indices)
 
 
 def _reconstruct(args, particles, indices, rotations, shifts, half_set, out: Path, halves: list[Path]) -> None:

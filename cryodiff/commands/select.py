@@ -25,16 +25,13 @@ which cryoSPARC and cryosparc-tools read as a subset of the original job.
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from cryodiff.cli.types import finite_float, nonnegative_int, percentage, positive_int
-from cryodiff.analysis_record import read_record, saved_kmeans
 from cryodiff.commands._common import add_force_arg, output_file
-from cryodiff.output_folder import output_files
-from cryodiff.outputs import save_array
+from cryodiff.selection import cluster_rows, run_particles, score_rows, write_selection
 from recon.errors import InputError
 
 HELP = "write particles of chosen k-means clusters, an index list or the best-scoring ones as a RELION .star"
@@ -57,54 +54,6 @@ def add_args(parser):
     parser.add_argument("-o", "--output", required=True, help="output .star file; the index lists go beside it (.ind.txt, .ind.pkl), "
                         "and a .cs subset when the run was trained on a .cs")
     add_force_arg(parser)
-
-
-def cluster_rows(folder: Path, z: np.ndarray, clusters: list[int], k: int | None = None) -> np.ndarray:
-    """Rows of ``z`` whose k-means label (of the analysis with ``k`` clusters, default the
-    latest) in the analysis ``folder`` is in ``clusters``."""
-    record = read_record(folder, z)
-    if record is None and (folder / "analysis.json").is_file():
-        raise InputError(folder, "this analysis was made from other latents than the run's current ones", "rerun cryodiff analyze on the run")
-    found = None if record is None else saved_kmeans(folder, z, k)
-    if found is None:
-        also = f" with {k} clusters" if k is not None and record is not None else ""
-        raise InputError(folder, f"no k-means analysis here{also}", "run cryodiff analyze on the run first (or pass --analysis DIR or --ksample K)")
-    labels, rows = found
-    bad = [c for c in clusters if not 0 <= c < len(rows)]
-    if bad:
-        raise InputError(
-            "--clusters", f"cluster {bad[0]} does not exist (the analysis has clusters 0..{len(rows) - 1})", "use cluster numbers from the analysis plots"
-        )
-    return np.flatnonzero(np.isin(labels, clusters))
-
-
-def score_rows(path: str, particles: np.ndarray, drop_worst: float | None, min_log_prob: float | None) -> np.ndarray:
-    """Rows of the run's ``particles`` (particle indices [N]) that survive the score cut.
-
-    ``drop_worst`` percent of the run's particles with the lowest ``log_prob``
-    in the score file ``path`` are dropped, or those below ``min_log_prob`` nats.
-    """
-    from recon.io.safe_read import open_h5, read_h5_array
-
-    if drop_worst is not None and drop_worst >= 100:
-        raise InputError("--drop-worst", f"{drop_worst} is not a percentage between 0 and 100", "pass e.g. --drop-worst 5")
-    if not Path(path).is_file():
-        raise InputError(path, "score file not found", "write it with cryodiff score-particles PRIOR --run RUN -o FILE")
-    with open_h5(path, "the score file") as h5:
-        log_prob, indices = (read_h5_array(h5, name, path, "the score file of cryodiff score-particles") for name in ("log_prob", "indices"))
-    log_prob, indices = np.asarray(log_prob, np.float64).reshape(-1), np.asarray(indices, np.int64).reshape(-1)
-    if log_prob.shape != indices.shape:
-        raise InputError(path, f"{len(log_prob)} scores for {len(indices)} particle indices", "give the .h5 that score-particles wrote")
-    if not np.isfinite(log_prob).all():
-        raise InputError(path, f"{int(np.sum(~np.isfinite(log_prob)))} scores are NaN or infinite", "score the particles again with cryodiff score-particles")
-    order = {int(p): i for i, p in enumerate(indices)}
-    missing = [int(p) for p in particles if int(p) not in order]
-    if missing:
-        raise InputError(path, f"has no score for particle {missing[0]} of the run ({len(missing)} missing)", "score the run's own latents: score-particles --run RUN")
-    scores = log_prob[[order[int(p)] for p in particles]]
-    if min_log_prob is None:
-        min_log_prob = np.percentile(scores, drop_worst)
-    return np.flatnonzero(scores >= min_log_prob)
 
 
 def _rows(args, run_, z: np.ndarray) -> np.ndarray:
@@ -130,48 +79,13 @@ def _rows(args, run_, z: np.ndarray) -> np.ndarray:
     return rows
 
 
-def _metadata(args, run_):
-    """The run's particles as it was trained on them: poses and CTF from its pickles, the box
-    from the stacks, the pixel size of the training images (a CTF table made at another box
-    rescaled as in training), so the written star states what the images are."""
-    from recon.io import read_particles
-
-    data = run_.config["data"]
-    path = args.particles or data.get("particles")
-    if not path or not Path(path).is_file():
-        raise InputError(path or run_.path, "the run's particle file is not found", "pass --particles with its current path")
-    particles = read_particles(path, datadir=data.get("datadir"), poses=data.get("poses"), ctf=data.get("ctf"), apix=data.get("apix"))
-    return particles.meta, data.get("datadir")
-
-
 def run(args) -> None:
-    from recon.io import write_star
-    from recon.io.cryosparc import write_cs_subset
-    from recon.io.mrc import atomic_target
-    from recon.io.particles import relocate_image_names
     from recon.run import load_run
 
     out = output_file(args.output, (".star",))
     run_ = load_run(args.run)
     z = run_.latents()
     rows = _rows(args, run_, z)
-    meta, datadir = _metadata(args, run_)
-    particles = np.sort(np.asarray(run_.indices, dtype=np.int64)[rows])
-    if particles[-1] >= len(meta):
-        raise InputError(
-            meta.source, f"has {len(meta)} particles but the run used particle {particles[-1]}", "give the particle file the run was trained on"
-        )
-    ind_path, pkl_path = out.with_suffix(".ind.txt"), out.with_suffix(".ind.pkl")
-    cs_path = out.with_suffix(".cs") if meta.source.suffix.lower() == ".cs" else None
-    inputs = [meta.source, run_.path / "latents.h5", args.ind_file, args.scores]
-    outputs = [out, ind_path, pkl_path] + ([cs_path] if cs_path else [])
-    with output_files(outputs, "select", inputs=inputs, force=args.force):
-        chosen = relocate_image_names(meta.subset(particles), out.parent, datadir, absolute=args.absolute_paths)
-        write_star(out, chosen)
-        save_array(ind_path, particles, fmt="%d")
-        with atomic_target(pkl_path) as tmp, open(tmp, "wb") as fh:
-            pickle.dump(particles, fh, protocol=4)  # cryoDRGN's --ind format: a pickled int64 array
-        if cs_path:
-            with atomic_target(cs_path) as tmp:
-                write_cs_subset(meta.source, particles, tmp)
-    log.info("wrote %d of %d particles to %s and their 0-based indices in %s to %s", len(particles), len(z), out, meta.source.name, ind_path)
+    particles = run_particles(run_, args.particles)
+    files = write_selection(out, run_, rows, particles, absolute=args.absolute_paths, force=args.force, inputs=[args.ind_file, args.scores])
+    log.info("wrote %d of %d particles to %s and their 0-based indices in %s to %s", len(rows), len(z), out, particles.meta.source.name, files[1])

@@ -11,6 +11,11 @@ The canvas emits ``picked(set name, index)``. The selected point and the
 current step of a path are drawn by blitting over a cached background, so
 following the mouse redraws a marker, not 100k particles.
 
+In drawing mode (:meth:`LatentPlot.draw_polygon`) clicks place the corners of
+a polygon instead (matplotlib's ``PolygonSelector``); a click on the first
+corner closes it and the canvas emits ``lassoed(rows, polygon)``: the particles inside.
+Selected particles are ringed in black, the polygon stays drawn dashed.
+
 A path is drawn through every one of its points, in order (each has a volume
 in the path layer). A step that crosses a part of the plot without particles
 (:func:`path_jumps`) is dashed: the path jumps there from one step to the
@@ -27,6 +32,9 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.path import Path as PolygonPath
+from matplotlib.patches import Polygon
+from matplotlib.widgets import PolygonSelector
 from qtpy.QtCore import QPoint, Signal
 
 from cryodiff.analysis_report import point_style, cluster_colours
@@ -35,6 +43,8 @@ from cryodiff.napari._layers import PATH_COLOUR, SHOWN_COLOUR
 from recon.analysis import nearest_rows
 
 PARTICLE, PRIOR, GAUSSIAN, PATH = "particle", "prior sample", "N(0, I) sample", "path point"
+#: gid of the rings around selected particles; their colour and the polygon's.
+SELECTION, SELECTION_COLOUR = "selection", "#111111"
 #: How the overlays are drawn: matplotlib scatter keywords per point set.
 OVERLAY_STYLE = {
     PRIOR: {"marker": "^", "s": 22, "c": "#ffa31a", "edgecolors": "black", "linewidths": 0.4},
@@ -60,6 +70,9 @@ class LatentPlot(FigureCanvasQTAgg):
     """
 
     picked = Signal(str, int)
+    #: The polygon drawn in drawing mode was closed: ``(rows, polygon)``, the particles inside it
+    #: (int64 [K]) and its corners [V, 2] in plot coordinates.
+    lassoed = Signal(object, object)
 
     def __init__(self):
         super().__init__(Figure(figsize=(4.0, 4.4), dpi=100, layout="constrained"))
@@ -73,6 +86,10 @@ class LatentPlot(FigureCanvasQTAgg):
         self._ax = None
         self._animated: list = []
         self._dragging: tuple[str, int] | None = None  # the point last picked while the button is down
+        self._drawing = False  # clicks place polygon corners instead of picking points
+        self._selector: PolygonSelector | None = None
+        self._polygon: np.ndarray | None = None  # the closed polygon [V, 2], plot coordinates
+        self._chosen: np.ndarray | None = None  # rows of the particles ringed as selected
         self.mpl_connect("draw_event", self._on_draw)
         self.mpl_connect("button_press_event", self._press)
         self.mpl_connect("motion_notify_event", self._motion)
@@ -81,11 +98,38 @@ class LatentPlot(FigureCanvasQTAgg):
     # ------------------------------------------------------------------ content
 
     def show_landscape(self, land: Landscape, colour_by: str) -> None:
-        """Plot ``land``'s particles coloured by ``"cluster"`` or ``"density"``; clears every overlay."""
+        """Plot ``land``'s particles coloured by ``"cluster"`` or ``"density"``; clears every overlay
+        (a polygon drawn on other coordinates too; the selected particles stay ringed)."""
         self._land, self._colour_by = land, colour_by
         self._sets = {PARTICLE: land.xy}
-        self._selected = self._step = None
+        self._selected = self._step = self._polygon = None
         self._redraw()
+
+    def draw_polygon(self, on: bool = True) -> None:
+        """Start drawing a selection polygon (clicks place corners, a click on the first corner closes it,
+        Esc starts over), or with ``on=False`` stop drawing and go back to picking points."""
+        self._drawing = on
+        self._redraw()
+
+    @property
+    def drawing(self) -> bool:
+        """Clicks place polygon corners (not pick points)."""
+        return self._drawing
+
+    def show_chosen(self, rows: np.ndarray | None, polygon: np.ndarray | None = None) -> None:
+        """Ring the particles at ``rows`` (``None``: none) and draw ``polygon`` [V, 2] dashed (``None``: none)."""
+        self._chosen = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self._polygon = None if polygon is None else np.asarray(polygon, dtype=np.float64)
+        self._redraw()
+
+    def select_polygon(self, vertices) -> None:
+        """Close the polygon with corners ``vertices`` [V, 2] (plot coordinates), as a click on the first
+        corner does in drawing mode: draw it, leave drawing mode, and emit ``lassoed``."""
+        polygon = np.asarray(vertices, dtype=np.float64)
+        self._drawing = False
+        self._polygon = polygon
+        self._redraw()
+        self.lassoed.emit(rows_inside(self._land.xy, polygon), polygon)
 
     def set_colour(self, colour_by: str) -> None:
         """Colour the particles by ``"cluster"`` or ``"density"``."""
@@ -125,6 +169,9 @@ class LatentPlot(FigureCanvasQTAgg):
 
     def _redraw(self) -> None:
         fig = self.figure
+        if self._selector is not None:
+            self._selector.disconnect_events()
+            self._selector = None
         fig.clear()
         self._background = None
         if self._land is None:
@@ -141,11 +188,14 @@ class LatentPlot(FigureCanvasQTAgg):
                 handles.append(Line2D([], [], ls="none", label=f"{name}s ({len(xy)})", **_legend_marker(style)))
         if PATH in self._sets:
             handles += self._draw_path(ax, self._sets[PATH])
+        handles += self._draw_chosen(ax, land.xy)
         ax.set_xlabel(land.axis_labels[0], fontsize=8)
         ax.set_ylabel(land.axis_labels[1], fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.set_title(f"{len(land.xy)} particles, colour: {what}\nclick or drag to show a point's volume",
-                     fontsize=8, color="#222222")
+        how = ("drawing: click the corners of a polygon, click the first corner to close it (Esc: start over)"
+               if self._drawing else "click or drag to show a point's volume")
+        ax.set_title(f"{len(land.xy)} particles, colour: {what}\n{how}", fontsize=8,
+                     color=SELECTION_COLOUR if self._drawing else "#222222")
         star = ax.plot([], [], marker="*", ms=16, mfc=SHOWN_COLOUR, mec="white", mew=1.0, ls="none", zorder=6,
                        animated=True)[0]
         ring = ax.plot([], [], marker="o", ms=13, mfc="none", mec=PATH_COLOUR, mew=2.5, ls="none", zorder=6,
@@ -153,7 +203,24 @@ class LatentPlot(FigureCanvasQTAgg):
         self._animated = [star, ring]
         fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=7, frameon=False,
                    handletextpad=0.3, columnspacing=1.0)
+        if self._drawing:
+            self._selector = PolygonSelector(ax, self.select_polygon, useblit=True,
+                                             props={"color": SELECTION_COLOUR, "linewidth": 1.5, "alpha": 0.9})
         self.draw_idle()
+
+    def _draw_chosen(self, ax, xy: np.ndarray) -> list[Line2D]:
+        """Ring the selected particles and draw the closed polygon; returns legend handles."""
+        handles = []
+        if self._chosen is not None and len(self._chosen):
+            chosen = xy[self._chosen]
+            ax.scatter(chosen[:, 0], chosen[:, 1], s=12, facecolors="none", edgecolors=SELECTION_COLOUR,
+                       linewidths=0.4, zorder=3, gid=SELECTION)
+            handles.append(Line2D([], [], ls="none", marker="o", ms=5, mfc="none", mec=SELECTION_COLOUR,
+                                  label=f"selected ({len(self._chosen)})"))
+        if self._polygon is not None:
+            ax.add_patch(Polygon(self._polygon, closed=True, fill=False, ec=SELECTION_COLOUR, lw=1.4, ls="--",
+                                 zorder=5))
+        return handles
 
     def _draw_particles(self, ax, land: Landscape) -> str:
         """Scatter the particles; returns what their colour means."""
@@ -223,6 +290,8 @@ class LatentPlot(FigureCanvasQTAgg):
         return best[1], best[2]
 
     def _press(self, event) -> None:
+        if self._drawing:
+            return
         if event.button == 1 and self._ax is not None and event.inaxes is self._ax:
             self._dragging = self._nearest(event.x, event.y)
             self.picked.emit(*self._dragging)
@@ -237,6 +306,12 @@ class LatentPlot(FigureCanvasQTAgg):
 
     def _release(self, _event) -> None:
         self._dragging = None
+
+
+def rows_inside(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Rows (int64, ascending) of the points ``xy`` [N, 2] inside the closed ``polygon`` [V, 2]
+    (same coordinates; matplotlib's even-odd point-in-polygon test)."""
+    return np.flatnonzero(PolygonPath(polygon, closed=False).contains_points(xy)).astype(np.int64)
 
 
 def path_jumps(particles: np.ndarray, path: np.ndarray) -> np.ndarray:

@@ -32,37 +32,20 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from cryodiff.napari import _jobs as jobs
 from cryodiff.napari._landscape import KINDS
 from cryodiff.napari._latent_plot import GAUSSIAN, PARTICLE, PATH, PRIOR, LatentPlot
 from cryodiff.napari._latest import LatestOnly
+from cryodiff.napari._rows import side_by_side, with_browse_button
+from cryodiff.napari._selection_panel import SelectionPanel
 from cryodiff.napari._layers import (PATH_COLOUR, SHOWN_VOLUME, shown_colormap, shown_metadata, shown_volume_kwargs,
                                      surface_colormap, volume_kwargs)
 
 VOLUME_LAYER, PATH_LAYER = SHOWN_VOLUME, "cryodiff: path"
 COLOURS = ("k-means cluster", "density")
-
-
-def _row(*widgets, stretch: bool = False) -> QHBoxLayout:
-    """The widgets side by side (with ``stretch``, packed to the left)."""
-    row = QHBoxLayout()
-    for widget in widgets:
-        row.addWidget(widget)
-    if stretch:
-        row.addStretch(1)
-    return row
-
-
-def _browse_row(edit: QLineEdit, browse) -> QHBoxLayout:
-    button = QPushButton("…", toolTip="choose a folder")
-    button.setFixedWidth(28)
-    button.clicked.connect(browse)
-    row = _row(edit, button)
-    row.setStretch(0, 1)
-    return row
 
 
 class ExplorerWidget(QWidget):
@@ -113,19 +96,21 @@ class ExplorerWidget(QWidget):
         self.progress = QProgressBar(visible=False)
 
         top = QFormLayout()
-        run_row = _browse_row(self.run_edit, lambda: self._browse_dir(self.run_edit))
+        run_row = with_browse_button(self.run_edit, lambda: self._browse_dir(self.run_edit))
         run_row.addWidget(self.load_button)
         top.addRow("Run", run_row)
-        top.addRow("Prior", _browse_row(self.prior_edit, lambda: self._browse_dir(self.prior_edit)))
-        top.addRow("Plot", _row(self.kind_box, QLabel("colour"), self.colour_box, QLabel("K"), self.k_spin))
+        top.addRow("Prior", with_browse_button(self.prior_edit, lambda: self._browse_dir(self.prior_edit)))
+        top.addRow("Plot", side_by_side(self.kind_box, QLabel("colour"), self.colour_box, QLabel("K"), self.k_spin))
 
         main = QVBoxLayout(self)
         main.addLayout(top)
         main.addWidget(self.plot, 1)
-        main.addLayout(_row(QLabel("Decode at box"), self.box_box, stretch=True))
+        main.addLayout(side_by_side(QLabel("Decode at box"), self.box_box, stretch=True))
         main.addWidget(self.status)
         main.addWidget(self._build_prior_group())
         main.addWidget(self._build_path_group())
+        self.selection_panel = SelectionPanel(self)
+        main.addWidget(self.selection_panel)
         main.addWidget(self.progress)
         self._enable(False)
 
@@ -136,7 +121,7 @@ class ExplorerWidget(QWidget):
         self.sample_button = QPushButton("Sample from prior")
         self.sample_button.clicked.connect(lambda: self.sample_prior(self.n_samples.value()))
         self.sample_status = QLabel("", wordWrap=True)
-        row = _row(self.n_samples, self.sample_button)
+        row = side_by_side(self.n_samples, self.sample_button)
         row.setStretch(1, 1)
         layout = QVBoxLayout(self.prior_group)
         layout.addLayout(row)
@@ -158,18 +143,18 @@ class ExplorerWidget(QWidget):
         for label, combo in (("A", self.start_box), ("B", self.end_box)):
             use = QPushButton("← shown point", toolTip="use the point whose volume is shown (the red star)")
             use.clicked.connect(lambda _=False, c=combo: self._use_selection(c))
-            row = _row(combo, use)
+            row = side_by_side(combo, use)
             row.setStretch(0, 1)
             form.addRow(label, row)
-        method_row = _row(self.method_box, QLabel("steps"), self.n_steps)
+        method_row = side_by_side(self.method_box, QLabel("steps"), self.n_steps)
         method_row.setStretch(0, 1)
         form.addRow("via", method_row)
-        form.addRow(_row(self.path_button, self.export_button, self.movie_button))
+        form.addRow(side_by_side(self.path_button, self.export_button, self.movie_button))
         return self.path_group
 
     def _enable(self, loaded: bool) -> None:
         has_prior = loaded and self.loaded.prior is not None
-        for widget in (self.kind_box, self.colour_box, self.k_spin, self.box_box, self.path_group):
+        for widget in (self.kind_box, self.colour_box, self.k_spin, self.box_box, self.path_group, self.selection_panel):
             widget.setEnabled(loaded)
         self.prior_group.setEnabled(has_prior)
         if loaded and not has_prior:
@@ -251,6 +236,7 @@ class ExplorerWidget(QWidget):
     def _loaded(self, loaded: jobs.Loaded) -> None:
         self.loaded, self.samples, self.path, self.path_volumes, self.selection = loaded, None, None, None, None
         self.sample_status.setText("")
+        self.selection_panel.reset()
         self.prior_edit.setText(str(loaded.prior_path or ""))
         umap_ok = loaded.z.shape[1] >= 3
         self.kind_box.model().item(KINDS.index("UMAP")).setEnabled(umap_ok)
@@ -293,6 +279,7 @@ class ExplorerWidget(QWidget):
     def _show_landscape(self, land) -> None:
         self.loaded.land = land
         self.plot.show_landscape(land, self._colour_key())
+        self.selection_panel.relaid()
         if self.samples is not None:
             self.plot.set_points(PRIOR, land.place(self.samples.prior))
             self.plot.set_points(GAUSSIAN, land.place(self.samples.gaussian))
