@@ -465,7 +465,8 @@ class ExplorerWidget(QWidget):
 
     def export_movie(self, path: str | Path, fps: float = 4.0) -> Path:
         """Play the path on napari's canvas and save each step's screenshot to a GIF or MP4 (by suffix)."""
-        from cryodiff.napari._export import path_frames, write_movie
+        from cryodiff.movies import write_movie
+        from cryodiff.napari._export import path_frames
 
         written = write_movie(path, path_frames(self.viewer, 0), fps)
         self.status.setText(f"Wrote {written}.")
