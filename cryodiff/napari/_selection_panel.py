@@ -13,7 +13,9 @@ a threshold; both given, both must hold. From it:
   with the run's poses and CTF, in a worker
   (:func:`cryodiff.selection.reconstruct_selection`); the half-map FSC curve
   and resolution appear in the panel and the map in the layer
-  :data:`MAP_LAYER` (voxel size in Å, green, left of the shown volume).
+  :data:`MAP_LAYER` (voxel size in Å, green, left of the shown volume);
+* **Save maps…**: the map and its half maps as ``NAME.mrc``,
+  ``NAME_half1.mrc``, ``NAME_half2.mrc``, as ``cryodiff backproject`` names them.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class SelectionPanel(QGroupBox):
         self.write_button.clicked.connect(self._write_dialog)
         self.map_button = QPushButton("Reconstruct map")
         self.map_button.clicked.connect(self.reconstruct)
+        self.save_button = QPushButton("Save maps…", enabled=False)
+        self.save_button.clicked.connect(self._save_dialog)
         self.fsc_plot = FscPlot()
         self.fsc_plot.setVisible(False)
         self.map_status = QLabel("", wordWrap=True)
@@ -81,7 +85,7 @@ class SelectionPanel(QGroupBox):
         layout.addLayout(with_browse_button(self.scores_edit, self._browse_scores, "choose a score file"))
         layout.addLayout(side_by_side(self.use_scores, self.min_score, stretch=True))
         layout.addWidget(self.count)
-        layout.addLayout(side_by_side(self.write_button, self.map_button))
+        layout.addLayout(side_by_side(self.write_button, self.map_button, self.save_button))
         layout.addWidget(self.map_status)
         layout.addWidget(self.fsc_plot)
         self._enable_actions()
@@ -98,6 +102,8 @@ class SelectionPanel(QGroupBox):
         self.clear()
         self.fsc_plot.setVisible(False)
         self.map_status.setText("")
+        self.map = None
+        self.save_button.setEnabled(False)
 
     def clear(self) -> None:
         """Remove the polygon (the score threshold stays)."""
@@ -226,6 +232,7 @@ class SelectionPanel(QGroupBox):
         self.map = result
         self.explorer.progress.setVisible(False)
         self._enable_actions()
+        self.save_button.setEnabled(True)
         self.fsc_plot.setVisible(True)
         self.fsc_plot.show_curve(result.freqs, result.curve, result.apix, FSC_THRESHOLD, result.resolution,
                                  "half-map FSC of the selection")
@@ -244,4 +251,29 @@ class SelectionPanel(QGroupBox):
             layer.metadata.update(kwargs["metadata"])
         viewer.dims.ndisplay = 3
         viewer.reset_view()
+
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the selection's map and half maps", "selection.mrc", "MRC (*.mrc)")
+        if path:
+            self.save_maps(path)
+
+    def save_maps(self, path: str | Path) -> list[Path]:
+        """Write the last map as ``path`` (.mrc) and its half maps beside it (``_half1``, ``_half2``), voxel
+        size in the headers, through the output policy; an input or file error is shown instead of raised."""
+        from cryodiff.output_folder import output_files
+        from recon.io import write_volume
+
+        path = Path(path)
+        if path.suffix.lower() != ".mrc":
+            path = path.with_name(path.name + ".mrc")
+        files = [path, *(path.with_name(f"{path.stem}_{half}.mrc") for half in ("half1", "half2"))]
+        try:
+            with output_files(files, "backproject"):
+                for file, volume in zip(files, (self.map.volume, self.map.half1, self.map.half2)):
+                    write_volume(file, volume, self.map.apix)
+        except (InputError, OSError) as err:
+            self.explorer._failed(err)
+            return []
+        self.map_status.setText(f"Wrote {', '.join(f.name for f in files)} in {path.parent}.")
+        return files
 

@@ -128,3 +128,38 @@ def test_score_threshold_combines_with_the_polygon(explorer, wait_idle, tiny_vae
     panel.load_scores(bad)  # scores of other particles: an error in the dock, the old scores stay
     assert "has no score for particle" in explorer.status.text()
     assert panel.scores is not None and len(panel.scores) == n
+
+
+def test_cs_run_selection_writes_a_cs_and_follows_its_half_sets(explorer, viewer, wait_idle, tmp_path):
+    """A run trained on a cryoSPARC .cs with alignments3D/split: the panel writes a .cs subset with the
+    chosen uids, its half maps follow the file's split, and the saved maps equal backproject's."""
+    from recon.io import read_particles
+    from recon.synthetic import write_synthetic_dataset
+    from test_refinement_metadata import _cs
+
+    write_synthetic_dataset(tmp_path / "data", n=60, box=16, apix=6.0, snr=1.0, seed=2, grid=2)
+    meta = read_particles(tmp_path / "data" / "particles.star").meta
+    split = np.random.default_rng(1).integers(0, 2, 60)  # not even/odd
+    cs = _cs(tmp_path / "data" / "particles.cs", meta.rotations, meta.shifts_px, meta.ctf, 6.0, box=16, split=split)
+    tiny = ["--zdim", "2", "-n", "1", "--enc-dim", "16", "--dec-dim", "16", "--enc-layers", "1", "--dec-layers", "1", "--threads", "1"]
+    assert main(["train-vae", str(cs), "-o", str(tmp_path / "run"), *tiny]) == 0
+    _open(explorer, wait_idle, tmp_path / "run")
+    panel = explorer.selection_panel
+    xy = explorer.plot.points(PARTICLE)
+    middle = float(np.median(xy[:, 1]))
+    explorer.plot.select_polygon([(-1e3, middle), (1e3, middle), (1e3, 1e3), (-1e3, 1e3)])  # the upper half
+    expected = np.flatnonzero(xy[:, 1] > middle)
+    np.testing.assert_array_equal(panel.rows, expected)
+
+    files = panel.write(tmp_path / "upper.star")
+    assert [f.name for f in files] == ["upper.star", "upper.ind.txt", "upper.ind.pkl", "upper.cs"]
+    np.testing.assert_array_equal(np.load(tmp_path / "upper.cs")["uid"], np.load(cs)["uid"][expected])
+
+    panel.reconstruct()
+    wait_idle(explorer)
+    assert panel.map.half_source == "alignments3D/split"
+    saved = panel.save_maps(tmp_path / "upper.mrc")
+    assert [f.name for f in saved] == ["upper.mrc", "upper_half1.mrc", "upper_half2.mrc"]
+    assert main(["backproject", str(cs), "--ind", str(tmp_path / "upper.ind.txt"), "-o", str(tmp_path / "cli.mrc")]) == 0
+    for ours, cli in zip(saved, ("cli.mrc", "cli_half1.mrc", "cli_half2.mrc")):
+        np.testing.assert_allclose(read_volume(ours)[0], read_volume(tmp_path / cli)[0], rtol=1e-4, atol=1e-5)
