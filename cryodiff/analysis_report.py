@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cryodiff.plots import point_style, save_figure  # noqa: E402
-from recon.io.mrc import atomic_target  # noqa: E402
+from recon.files import atomic_target  # noqa: E402
 
 #: Outline that keeps centre numbers readable on any background.
 _OUTLINE = [pe.withStroke(linewidth=2.5, foreground="white")]

@@ -58,7 +58,7 @@ def write_movie(path: str | Path, frames: Iterable[np.ndarray], fps: float = 4.0
     (through imageio-ffmpeg), at ``fps`` frames per second. MP4 frames are padded at the bottom
     and right to even sizes, as H.264 requires. The file is written under a temporary name and
     renamed, so an interrupted write leaves no half movie."""
-    from recon.io.mrc import atomic_target
+    from recon.files import atomic_target
 
     path = Path(path)
     suffix = path.suffix.lower()

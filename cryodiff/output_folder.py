@@ -20,7 +20,7 @@ the path and the fix, exit status 2):
   two processes from writing one folder; temporary files that a killed
   process left behind are removed when the folder is taken again.
 
-Files are still written atomically (:func:`recon.io.mrc.atomic_target`); this
+Files are still written atomically (:func:`recon.files.atomic_target`); this
 module only decides whether and where.
 """
 
@@ -37,11 +37,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from recon.errors import InputError
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
 
 MANIFEST = ".cryodiff-outputs.json"
 LOCK = ".cryodiff.lock"
-#: What :func:`recon.io.mrc.atomic_target` names its temporary files.
+#: What :func:`recon.files.atomic_target` names its temporary files.
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp|\.(ckpt|log)-\w+\.tmp")
 #: Files cryodiff keeps in any folder it writes to; never outputs, never refused.
 _OWN = {MANIFEST, LOCK}

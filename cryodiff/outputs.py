@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cryodiff.output_folder import OutputFolder
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
 
 
 def save_array(path: Path, array: np.ndarray, fmt: str = "%.8g") -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from recon.errors import InputError
 from cryodiff.output_folder import LOCK, MANIFEST, output_folder
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
 
 log = logging.getLogger("cryodiff.pipeline")
 _DAMPING_S = 60.0

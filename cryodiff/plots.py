@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recon.io.mrc import atomic_target  # noqa: E402
+from recon.files import atomic_target  # noqa: E402
 
 
 def save_figure(fig, path: str | Path) -> None:

@@ -129,7 +129,7 @@ def write_selection(star: str | Path, run, rows: np.ndarray, particles, *, absol
     only with ``force``. Returns the files written."""
     from recon.io import write_star
     from recon.io.cryosparc import write_cs_subset
-    from recon.io.mrc import atomic_target
+    from recon.files import atomic_target
     from recon.io.particles import relocate_image_names
 
     meta = particles.meta

@@ -29,18 +29,8 @@ import math
 
 import torch
 
-#: Column order of the [N, 9] CTF parameter arrays (cryoDRGN's ``ctf.pkl``).
-CTF_COLUMNS = (
-    "box_px",
-    "apix_A",
-    "defocus_u_A",
-    "defocus_v_A",
-    "defocus_angle_deg",
-    "voltage_kV",
-    "cs_mm",
-    "amplitude_contrast",
-    "phase_shift_deg",
-)
+from recon.ctf_columns import CTF_APIX, CTF_DEFOCUS_U, CTF_PHASE_SHIFT
+from recon.ctf_columns import CTF_COLUMNS as CTF_COLUMNS  # re-exported: the names of the columns
 
 
 def electron_wavelength(voltage_kv: torch.Tensor | float) -> torch.Tensor | float:
@@ -111,12 +101,13 @@ def compute_ctf(
 
 
 def ctf_from_params(freqs_px: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """CTF for ``[B, 9]`` cryoDRGN-order parameter rows.
+    """CTF for ``[B, 9]`` parameter rows (columns of :mod:`recon.ctf_columns`).
 
     ``freqs_px`` are ``[M, 2]`` or ``[B, M, 2]`` frequencies in cycles/pixel;
-    each row's pixel size (column 1) converts them to 1/Å. Returns ``[B, M]``.
+    each row's pixel size (Å/px) converts them to 1/Å. Returns ``[B, M]``.
     """
     params = params.to(freqs_px.dtype)
-    apix = params[:, 1].reshape(-1, 1, 1)
+    apix = params[:, CTF_APIX].reshape(-1, 1, 1)
     freqs = (freqs_px if freqs_px.ndim == 3 else freqs_px.unsqueeze(0)) / apix
-    return compute_ctf(freqs, *params[:, 2:9].T)
+    # the columns from defocus U to the phase shift are compute_ctf's arguments, in order
+    return compute_ctf(freqs, *params[:, CTF_DEFOCUS_U : CTF_PHASE_SHIFT + 1].T)

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recon.files import atomic_target
 from recon.fourier import fourier_crop
-from recon.io.mrc import atomic_target, new_stack_mmap
+from recon.io.mrc import new_stack_mmap
 
 
 def downsample_stack(

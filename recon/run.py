@@ -1,10 +1,26 @@
-"""A trained VAE run, for notebooks, the command line and napari::
+"""A VAE run directory: its file names, the readers and writers of its files,
+and the loaded run for notebooks, the command line and napari::
 
     from recon.run import load_run
     run = load_run("runs/vae1")
     run.z_mu                     # [N, zdim] posterior means, particle order of run.indices
     vol = run.volume(run.z_mu[0])            # float32 [D, D, D], [z, y, x]
     small = run.volume(run.z_mu[0], box=32)  # faster; pixel size run.apix * D / 32
+
+A run directory (written by :func:`recon.training.train_vae` and
+:func:`recon.io.cryodrgn_run.import_cryodrgn`) holds::
+
+    config.json      every setting, the data it was trained on, the normalisation
+    checkpoint.pt    model, optimiser, RNG state and epoch (after each epoch)
+    log.jsonl        one JSON line per epoch: losses, images/s, seconds
+    latents.h5       z_mu, z_logvar [N, zdim] and the particle indices, from a
+                     clean encoding pass after the last epoch
+    epochs/          with ``keep_every`` = k > 0, every k-th epoch's weights
+                     (weights.E.pt) and latents (z.E.h5, from that epoch's
+                     training pass), as cryoDRGN's weights.E.pkl and z.E.pkl
+
+Epochs are numbered from 1; particle indices are 0-based positions in the
+particle file.
 """
 
 from __future__ import annotations
@@ -13,13 +29,42 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
 from recon.errors import InputError
+from recon.files import atomic_target
 from recon.io.safe_read import load_weights, open_h5, read_h5_array, read_json
-from recon.training import CHECKPOINT, CONFIG, LATENTS, epoch_files, load_checkpoint
 from recon.vae import Architecture, HetVAE
+
+CONFIG, CHECKPOINT, LOG, LATENTS = "config.json", "checkpoint.pt", "log.jsonl", "latents.h5"
+EPOCHS = "epochs"
+
+
+def epoch_files(run: str | Path, epoch: int) -> tuple[Path, Path]:
+    """``(weights.E.pt, z.E.h5)`` of epoch ``epoch`` (1-based) kept in ``run/epochs``."""
+    folder = Path(run) / EPOCHS
+    return folder / f"weights.{epoch}.pt", folder / f"z.{epoch}.h5"
+
+
+def load_checkpoint(run: Path, map_location="cpu") -> dict:
+    """Read ``checkpoint.pt`` safely (tensors and plain containers only)."""
+    path = Path(run) / CHECKPOINT
+    if not path.is_file():
+        raise InputError(path, "no checkpoint in this run directory", "train first, or give the right run directory")
+    state = load_weights(path, "the run's checkpoint", map_location)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise InputError(path, "is not a cryodiff VAE checkpoint (no model weights)", "give the run folder cryodiff train-vae wrote")
+    return state
+
+
+def write_latents(run: Path, z_mu: np.ndarray, z_logvar: np.ndarray, indices: np.ndarray, path: Path | None = None) -> None:
+    """Write ``latents.h5`` (or ``path``): z_mu, z_logvar [N, zdim] and indices [N] (0-based)."""
+    with atomic_target(path or Path(run) / LATENTS) as tmp, h5py.File(tmp, "w") as h5:
+        h5["z_mu"] = z_mu
+        h5["z_logvar"] = z_logvar
+        h5["indices"] = np.asarray(indices, dtype=np.int64)
 
 
 @dataclass

@@ -24,8 +24,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from recon.files import atomic_target
 from recon.io import ParticleMetadata, write_star, write_volume
-from recon.io.mrc import atomic_target, new_stack_mmap
+from recon.io.mrc import new_stack_mmap
 from recon.simulate import GOOD, ParticleTruth, clean_images, make_molecule, render_volume, sample_truth
 
 #: Particles simulated per chunk (bounds memory for large N).

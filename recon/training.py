@@ -1,15 +1,6 @@
 """Training the heterogeneous VAE, with atomic checkpoints and exact resume.
 
-A run directory holds::
-
-    config.json      every setting, the data it was trained on, the normalisation
-    checkpoint.pt    model, optimiser, RNG state and epoch (after each epoch)
-    log.jsonl        one JSON line per epoch: losses, images/s, seconds
-    latents.h5       z_mu, z_logvar [N, zdim] and the particle indices, from a
-                     clean encoding pass after the last epoch
-    epochs/          with ``keep_every`` = k > 0, every k-th epoch's weights
-                     (weights.E.pt) and latents (z.E.h5, from that epoch's
-                     training pass), as cryoDRGN's weights.E.pkl and z.E.pkl
+The files of a run directory are described in :mod:`recon.run`.
 
 The particle order of epoch ``e`` is a permutation drawn from ``(seed, e)``
 and the reparameterisation noise comes from a generator saved in the
@@ -29,28 +20,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from recon.ctf import ctf_from_params
 from recon.errors import InputError, TrainingDiverged
-from recon.io.mrc import atomic_target
-from recon.io.safe_read import load_weights, read_json
+from recon.files import atomic_target
+from recon.io import read_particles
+from recon.io.indices import selected_indices
+from recon.io.safe_read import read_json
 from recon.preprocess import estimate_scale, hartley_images, masked
+from recon.run import CHECKPOINT, CONFIG, LOG, epoch_files, load_checkpoint, write_latents
 from recon.vae import Architecture, HetVAE, kl_divergence
 
 log = logging.getLogger(__name__)
-
-CONFIG, CHECKPOINT, LOG, LATENTS = "config.json", "checkpoint.pt", "log.jsonl", "latents.h5"
-EPOCHS = "epochs"
-
-
-def epoch_files(run: str | Path, epoch: int) -> tuple[Path, Path]:
-    """``(weights.E.pt, z.E.h5)`` of epoch ``epoch`` (1-based) kept in ``run/epochs``."""
-    folder = Path(run) / EPOCHS
-    return folder / f"weights.{epoch}.pt", folder / f"z.{epoch}.h5"
 
 
 @dataclass
@@ -87,6 +71,48 @@ class TrainingData:
     box: int
     apix: float
     source: dict = field(default_factory=dict)  # file names, for config.json
+
+
+def training_data(
+    particles: str | os.PathLike,
+    *,
+    datadir: str | os.PathLike | None = None,
+    poses: str | os.PathLike | None = None,
+    ctf: str | os.PathLike | None = None,
+    ind: str | os.PathLike | None = None,
+    apix: float | None = None,
+    amplitude_contrast: float | None = None,
+) -> TrainingData:
+    """The particles of a particle file ready to train on, read as ``cryodiff train-vae`` reads them.
+
+    ``particles`` is a .star, .cs, .mrcs or .txt file; ``datadir``, the cryoDRGN
+    ``poses``/``ctf`` pickles, ``apix`` (Å/px) and ``amplitude_contrast`` (fraction)
+    are as for :func:`recon.io.read_particles`. ``ind`` is an index file of 0-based
+    particles to train on (:func:`recon.io.indices.read_indices`; default: all). The
+    images stay on disk and are read per batch; ``data.images.load()`` reads them into
+    memory first. ``source`` records the files given, as absolute paths, for the run's
+    ``config.json``.
+
+    No particle selected, particles without 3-D poses and an unknown pixel size are an
+    :class:`~recon.errors.InputError`.
+    """
+    read = read_particles(particles, datadir=datadir, poses=poses, ctf=ctf, apix=apix, amplitude_contrast=amplitude_contrast)
+    indices = selected_indices(ind, len(read))
+    meta = read.meta.subset(indices)
+    rotations, shifts = meta.require_poses()
+    if read.meta.apix is None:
+        raise InputError(particles, "no pixel size in the particle file, its stacks or --ctf", "pass --apix in Å/px")
+    given = {"particles": particles, "datadir": datadir, "poses": poses, "ctf": ctf, "ind": ind}
+    return TrainingData(
+        images=read.images,
+        indices=indices,
+        rotations=rotations,
+        shifts_px=shifts,
+        ctf=meta.ctf,
+        box=read.meta.box,
+        apix=read.meta.apix,
+        source={name: (str(Path(path).resolve()) if path else None) for name, path in given.items()},
+    )
 
 
 def _device() -> torch.device:
@@ -217,17 +243,6 @@ def _trim_log(run: Path, last_epoch: int) -> None:
     if len(kept) != len(lines):
         with atomic_target(path) as tmp:
             tmp.write_text("".join(kept), encoding="utf-8")
-
-
-def load_checkpoint(run: Path, map_location="cpu") -> dict:
-    """Read ``checkpoint.pt`` safely (tensors and plain containers only)."""
-    path = Path(run) / CHECKPOINT
-    if not path.is_file():
-        raise InputError(path, "no checkpoint in this run directory", "train first, or give the right run directory")
-    state = load_weights(path, "the run's checkpoint", map_location)
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise InputError(path, "is not a cryodiff VAE checkpoint (no model weights)", "give the run folder cryodiff train-vae wrote")
-    return state
 
 
 def _restore(run: Path, device, model, optimizer, generator, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -377,11 +392,3 @@ def encode_all(model: HetVAE, data: TrainingData, scale: float, invert: bool, wi
         m, lv = model.encode(batch.encoder_input)
         mu[pos], logvar[pos] = m.cpu().numpy(), lv.cpu().numpy()
     return mu, logvar
-
-
-def write_latents(run: Path, z_mu: np.ndarray, z_logvar: np.ndarray, indices: np.ndarray, path: Path | None = None) -> None:
-    """Write ``latents.h5`` (or ``path``): z_mu, z_logvar [N, zdim] and indices [N] (0-based)."""
-    with atomic_target(path or Path(run) / LATENTS) as tmp, h5py.File(tmp, "w") as h5:
-        h5["z_mu"] = z_mu
-        h5["z_logvar"] = z_logvar
-        h5["indices"] = np.asarray(indices, dtype=np.int64)

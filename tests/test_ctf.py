@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch_ctf
 
+import recon.ctf_columns as columns
 from recon.ctf import compute_ctf, ctf_from_params, electron_wavelength
 from recon.fourier import frequency_grid
 
@@ -40,6 +41,16 @@ def test_closed_form_values():
     # A 90° phase shift makes gamma(0) = -pi/2: CTF(0) = -sqrt(1 - w²)
     ps = compute_ctf(torch.zeros(1, 2), df, df, 0.0, 300.0, 2.7, w, phase_shift=90.0)
     assert ps.item() == pytest.approx(-math.sqrt(1 - w * w))
+
+
+def test_column_constants_name_the_columns():
+    expected = {
+        "CTF_BOX": "box_px", "CTF_APIX": "apix_A", "CTF_DEFOCUS_U": "defocus_u_A", "CTF_DEFOCUS_V": "defocus_v_A",
+        "CTF_DEFOCUS_ANGLE": "defocus_angle_deg", "CTF_VOLTAGE": "voltage_kV", "CTF_CS": "cs_mm",
+        "CTF_AMPLITUDE_CONTRAST": "amplitude_contrast", "CTF_PHASE_SHIFT": "phase_shift_deg",
+    }
+    assert {name: columns.CTF_COLUMNS[getattr(columns, name)] for name in expected} == expected
+    assert len(expected) == len(columns.CTF_COLUMNS)
 
 
 def test_astigmatism_angle_is_measured_from_x():

@@ -10,7 +10,7 @@ import torch
 
 import recon.training as training
 from cryodiff.cli.main import main
-from recon.errors import TrainingDiverged
+from recon.errors import InputError, TrainingDiverged
 from recon.io import read_particles, read_volume
 from recon.run import load_run
 from recon.synthetic import write_synthetic_dataset
@@ -71,6 +71,25 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(dataset, tmp_path, 
     with pytest.raises(TrainingDiverged, match=r"epoch 2.*checkpoint.pt \(epoch 1\)"):
         train_vae(_data(dataset), Architecture(**ARCH), TrainSettings(epochs=3, batch_size=8), tmp_path / "run", show_progress=False)
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_training_data_reads_the_selected_particles_and_records_the_files(dataset, tmp_path):
+    np.save(tmp_path / "ind.npy", np.array([5, 1, 7]))
+    data = training.training_data(dataset / "particles.star", ind=tmp_path / "ind.npy")
+    everything = read_particles(dataset / "particles.star")
+    np.testing.assert_array_equal(data.indices, [5, 1, 7])
+    np.testing.assert_array_equal(data.rotations, everything.meta.rotations[[5, 1, 7]])
+    np.testing.assert_array_equal(data.shifts_px, everything.meta.shifts_px[[5, 1, 7]])
+    np.testing.assert_array_equal(data.ctf, everything.meta.ctf[[5, 1, 7]])
+    np.testing.assert_array_equal(data.images[[5, 1]], everything.images[[5, 1]])  # indexed by absolute particle index
+    assert (data.box, data.apix) == (16, 6.0)
+    assert data.source == {"particles": str((dataset / "particles.star").resolve()), "datadir": None, "poses": None,
+                           "ctf": None, "ind": str((tmp_path / "ind.npy").resolve())}
+    np.save(tmp_path / "none.npy", np.zeros(96, dtype=bool))
+    with pytest.raises(InputError, match="selects no particles"):
+        training.training_data(dataset / "particles.star", ind=tmp_path / "none.npy")
+    with pytest.raises(InputError, match="no 3-D poses"):
+        training.training_data(dataset / "particles.mrcs", apix=6.0)
 
 
 def test_train_vae_and_eval_vol_commands(dataset, tmp_path, capsys):

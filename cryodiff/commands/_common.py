@@ -45,11 +45,12 @@ def add_force_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def particle_inputs(args: argparse.Namespace, particles=None) -> list[Path]:
+def particle_inputs(args: argparse.Namespace, images=None) -> list[Path]:
     """The files a particle-reading command reads: particle file, pose/CTF pickles, index file
-    and (when opened) the image stacks; outputs may never be written onto them."""
+    and (when opened) the image stacks of ``images`` (an ImageStack); outputs may never be
+    written onto them."""
     given = [getattr(args, name, None) for name in ("particles", "poses", "ctf", "ind")]
-    stacks = [] if particles is None else particles.images.files
+    stacks = [] if images is None else images.files
     return [Path(p) for p in given if p] + list(stacks)
 
 
@@ -76,10 +77,8 @@ def load_particles(args: argparse.Namespace):
 
     ``indices`` are the 0-based particles selected by ``--ind`` (all if absent).
     """
-    import numpy as np
-
     from recon.io import read_particles
-    from recon.io.indices import read_indices
+    from recon.io.indices import selected_indices
 
     particles = read_particles(
         args.particles,
@@ -89,10 +88,7 @@ def load_particles(args: argparse.Namespace):
         apix=args.apix,
         amplitude_contrast=args.amplitude_contrast,
     )
-    indices = read_indices(args.ind, len(particles)) if args.ind else np.arange(len(particles))
-    if len(indices) == 0:
-        raise InputError(args.ind, "selects no particles", "give an index file that names at least one particle")
-    return particles, indices
+    return particles, selected_indices(args.ind, len(particles))
 
 
 def batches(images, indices, batch_size: int, bar=None):

@@ -39,7 +39,7 @@ from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
 from cryodiff.output_folder import output_folder
 from cryodiff.outputs import prepare_series, save_array
 from recon.errors import InputError
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
 
 HELP = "PCA, UMAP, k-means, volumes and plots of a trained VAE's latent space"
 log = logging.getLogger("cryodiff.analyze")

@@ -42,7 +42,7 @@ def run(args) -> None:
         raise InputError(args.particles, "no pixel size in the particle file, its stacks or --ctf", "pass --apix in Å/px")
     half_set = half_sets(meta, indices)
     halves = [out.with_name(f"{out.stem}_{name}.mrc") for name in ("half1", "half2")]
-    with output_files([out, *halves], "backproject", inputs=particle_inputs(args, particles), force=args.force):
+    with output_files([out, *halves], "backproject", inputs=particle_inputs(args, particles.images), force=args.force):
         _reconstruct(args, particles, indices, rotations, shifts, half_set, out, halves)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from cryodiff.cli.types import even_box, positive_float, positive_int
 from cryodiff.commands._common import add_force_arg, output_file, progress_bar
 from cryodiff.output_folder import output_files
+from recon.ctf_columns import CTF_APIX, CTF_BOX
 from recon.errors import InputError
 
 HELP = "downsample particles or a volume by Fourier cropping to a smaller box"
@@ -62,8 +63,8 @@ def _downsample_particles(args, particles, out: Path, writes_star: bool) -> None
     if writes_star:
         ctf = None if meta.ctf is None else meta.ctf.copy()
         if ctf is not None:
-            ctf[:, 0] = args.box
-            ctf[:, 1] = ctf[:, 1] * scale
+            ctf[:, CTF_BOX] = args.box
+            ctf[:, CTF_APIX] = ctf[:, CTF_APIX] * scale
         new = dataclasses.replace(
             meta,
             box=args.box,

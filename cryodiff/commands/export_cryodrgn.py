@@ -31,8 +31,7 @@ def add_args(parser):
 
 def run(args) -> None:
     from recon.io.cryodrgn_export import export_cryodrgn
-    from recon.run import load_run
-    from recon.training import load_checkpoint
+    from recon.run import load_checkpoint, load_run
 
     run_ = load_run(args.run, epoch=args.epoch)
     epoch = args.epoch or int(load_checkpoint(run_.path)["epoch"])

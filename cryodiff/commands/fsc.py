@@ -58,7 +58,7 @@ def run(args) -> None:
 
 def _report(args, curve_of, apix: float) -> None:
     from recon.fsc import describe_resolution, resolution
-    from recon.io.mrc import atomic_target
+    from recon.files import atomic_target
 
     freqs, curve = curve_of
     for threshold, label in ((0.5, "FSC = 0.5:  "), (0.143, "FSC = 0.143:")):

@@ -31,7 +31,7 @@ from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
 from cryodiff.output_folder import output_folder
 from cryodiff.outputs import prepare_series, save_array
 from recon.errors import InputError
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
 
 HELP = "path between two particles through the diffusion prior's noise, compared with straight-line and graph paths"
 log = logging.getLogger("cryodiff.interpolate")

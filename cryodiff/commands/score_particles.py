@@ -30,7 +30,7 @@ from cryodiff.cli.types import positive_int
 from cryodiff.commands._common import add_force_arg, output_file, progress_bar
 from cryodiff.output_folder import output_files
 from recon.errors import InputError
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
 
 HELP = "log-likelihood of each particle's latent under a diffusion prior (flags junk and outliers)"
 log = logging.getLogger("cryodiff.score_particles")

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from cryodiff.cli.types import nonnegative_float, nonnegative_int, positive_float, positive_int, seed
-from cryodiff.commands._common import add_force_arg, add_particle_args, load_particles, log_to_file, particle_inputs
+from cryodiff.commands._common import add_force_arg, add_particle_args, log_to_file, particle_inputs
 from cryodiff.output_folder import output_folder
 from recon.errors import InputError, TrainingDiverged
 
@@ -90,44 +90,32 @@ def add_args(parser):
 
 
 def run(args) -> None:
+    from recon.training import training_data
+
     out = Path(args.outdir)
     if args.load is not None:
         _check_load(args.load, out)
         args.resume = True
     if not args.resume and (out / "checkpoint.pt").exists():
         raise InputError(out, "already holds a trained run", "pass --resume to continue it, or choose a new --outdir")
-    particles, indices = load_particles(args)
-    meta = particles.meta.subset(indices)
-    rotations, shifts = meta.require_poses()
-    if particles.meta.apix is None:
-        raise InputError(args.particles, "no pixel size in the particle file, its stacks or --ctf", "pass --apix in Å/px")
-    with output_folder(out, "train-vae", kind="train-vae", inputs=particle_inputs(args, particles), force=args.force,
+    data = training_data(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf, ind=args.ind,
+                         apix=args.apix, amplitude_contrast=args.amplitude_contrast)
+    with output_folder(out, "train-vae", kind="train-vae", inputs=particle_inputs(args, data.images), force=args.force,
                        marker="config.json", keep_if="checkpoint.pt") as folder:
-        _train(args, particles, indices, meta, rotations, shifts, folder)
+        _train(args, data, folder)
 
 
-def _train(args, particles, indices, meta, rotations, shifts, folder) -> None:
+def _train(args, data, folder) -> None:
     from cryodiff.plots import plot_training_log
-    from recon.training import TrainingData, TrainSettings, train_vae
+    from recon.training import TrainSettings, train_vae
     from recon.vae import Architecture
 
     out = folder.path
-    if meta.ctf is None:
+    if data.ctf is None:
         log.warning("no CTF parameters found: training without CTF correction")
     if not args.lazy:
-        log.info("loading %d images into memory (use --lazy for data sets larger than RAM)", len(particles))
-        particles.images.load()
-    data = TrainingData(
-        images=particles.images,
-        indices=indices,
-        rotations=rotations,
-        shifts_px=shifts,
-        ctf=meta.ctf,
-        box=particles.meta.box,
-        apix=particles.meta.apix,
-        source={k: (str(Path(v).resolve()) if v else None) for k, v in
-                (("particles", args.particles), ("datadir", args.datadir), ("poses", args.poses), ("ctf", args.ctf), ("ind", args.ind))},
-    )
+        log.info("loading %d images into memory (use --lazy for data sets larger than RAM)", len(data.images))
+        data.images.load()
     arch = Architecture(
         box=data.box, zdim=args.zdim, enc_dim=args.enc_dim, enc_layers=args.enc_layers, dec_dim=args.dec_dim,
         dec_layers=args.dec_layers, pe_type=args.pe_type, pe_dim=args.pe_dim, feat_sigma=args.feat_sigma,
@@ -140,7 +128,7 @@ def _train(args, particles, indices, meta, rotations, shifts, folder) -> None:
     for name in ("config.json", "checkpoint.pt", "log.jsonl", "latents.h5", "weights.pt", "loss.png"):
         folder.file(name)  # refused here, before training, if another command's output holds the name
     log_to_file(folder.file("run.log"))
-    log.info("training on %d particles (box %d, %.4g Å/px), zdim %d, %d epochs -> %s", len(indices), data.box, data.apix, args.zdim, args.epochs, out)
+    log.info("training on %d particles (box %d, %.4g Å/px), zdim %d, %d epochs -> %s", len(data.indices), data.box, data.apix, args.zdim, args.epochs, out)
     try:
         train_vae(data, arch, settings, out, resume=args.resume)
     except TrainingDiverged as err:

@@ -39,7 +39,7 @@ from cryodiff.napari._lazy import LazyImages
 from recon.errors import InputError
 from recon.io import ImageStack, read_particles, read_volume
 from recon.io.mrc import inspect_stack
-from recon.training import CHECKPOINT, CONFIG
+from recon.run import CHECKPOINT, CONFIG
 
 VOLUME_SUFFIXES = (".mrc", ".map")
 STACK_SUFFIXES = (".mrcs",)

@@ -38,7 +38,8 @@ phase shift °). Every mistake in the input raises
 
 from recon.io.images import ImageStack
 from recon.io.mrc import read_volume, write_stack, write_volume
-from recon.io.particles import ParticleMetadata, Particles, read_metadata, read_particles
+from recon.io.metadata import ParticleMetadata
+from recon.io.particles import Particles, read_metadata, read_particles
 from recon.io.pkl import load_pickle_safely, read_cryodrgn_ctf, read_cryodrgn_poses
 from recon.io.rotations import cryosparc_pose_to_matrix, matrix_to_relion_euler, relion_euler_to_matrix
 from recon.io.star import write_star

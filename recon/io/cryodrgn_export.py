@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import yaml
 
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
 from recon.run import TrainedRun
 
 #: cryodiff state-dict prefix -> cryoDRGN's (inverse of the import's renaming).

@@ -13,7 +13,7 @@ cryoDRGN writes, in its output folder ``WORKDIR``::
     weights.pkl, z.pkl   the same after the last epoch
 
 :func:`import_cryodrgn` writes a cryodiff run directory (``config.json``,
-``checkpoint.pt``, ``latents.h5``, see :mod:`recon.training`) whose
+``checkpoint.pt``, ``latents.h5``, see :mod:`recon.run`) whose
 :class:`~recon.vae.HetVAE` computes the same functions: the same volumes as
 ``cryodrgn eval_vol`` and the same encoder outputs. Nothing from the folder
 runs: checkpoints load with ``torch.load(weights_only=True)``, pickles with
@@ -55,14 +55,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from recon.ctf_columns import CTF_APIX, CTF_BOX
 from recon.errors import InputError
+from recon.files import atomic_target
 from recon.fourier import training_mask
 from recon.io.indices import read_indices
-from recon.io.mrc import atomic_target
 from recon.io.pkl import _ArrayUnpickler, load_pickle_safely, read_cryodrgn_ctf
 from recon.io.safe_read import load_yaml, numpy_arrays_allowed
 from recon.positional import PE_TYPES
-from recon.training import CHECKPOINT, CONFIG, write_latents
+from recon.run import CHECKPOINT, CONFIG, write_latents
 from recon.vae import DOMAINS, Architecture, HetVAE
 
 __all__ = ["CryoDrgnCheckpoint", "cryodrgn_encoder_mask", "find_checkpoint", "import_cryodrgn", "load_pickles_safely", "read_cryodrgn_config"]
@@ -293,7 +294,7 @@ def _pixel_size(config: dict, workdir: Path, box: int, apix: float | None, path:
              f"the pixel size is unknown: the CTF file {named!r} named in dataset_args.ctf cannot be found" if named
              else "the pixel size is unknown (the run was trained without a CTF)",
              "pass --apix (Å/px of the training images)")
-    pixel = float(ctf[0, 0] * ctf[0, 1] / box)
+    pixel = float(ctf[0, CTF_BOX] * ctf[0, CTF_APIX] / box)
     _require(ctf_path, math.isfinite(pixel) and pixel > 0, f"the first particle's box and pixel size give {pixel} Å/px",
              "pass --apix (Å/px of the training images), or give an intact ctf.pkl")
     return pixel, len(ctf)

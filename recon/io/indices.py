@@ -44,3 +44,13 @@ def read_indices(path: str | Path, n_particles: int) -> np.ndarray:
     if len(bad):
         raise InputError(path, f"index {bad[0]} is outside 0..{n_particles - 1}", "indices are 0-based positions in the particle file")
     return ind
+
+
+def selected_indices(ind: str | Path | None, n_particles: int) -> np.ndarray:
+    """The 0-based particles that the index file ``ind`` selects, in its order (all
+    ``n_particles`` in file order without one). An index file that selects no particle is an
+    :class:`~recon.errors.InputError`."""
+    indices = read_indices(ind, n_particles) if ind else np.arange(n_particles)
+    if len(indices) == 0:
+        raise InputError(ind, "selects no particles", "give an index file that names at least one particle")
+    return indices

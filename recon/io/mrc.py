@@ -10,9 +10,9 @@ requested images to float32. The standard modes 0 (int8), 1 (int16),
 2 (float32), 6 (uint16) and 12 (float16) are accepted, in either byte order.
 
 Writers produce mode-2 (float32) files with the voxel size set in the header
-and the origin at 0, and write atomically: to a temporary file in the target
-directory, then ``os.replace`` onto the target, so readers never see a
-half-written file.
+and the origin at 0, and write atomically (:func:`recon.files.atomic_target`):
+to a temporary file in the target directory, then ``os.replace`` onto the
+target, so readers never see a half-written file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy as np
 from mrcfile.mrcmemmap import MrcMemmap
 
 from recon.errors import InputError
+from recon.files import atomic_target
 
 __all__ = [
     "StackInfo",
@@ -42,7 +42,6 @@ __all__ = [
     "write_stack",
     "write_volume",
     "read_volume",
-    "atomic_target",
 ]
 
 #: MRC modes the readers accept (complex modes 3 and 4 are not images).
@@ -177,24 +176,6 @@ def read_images(mrc: MrcMemmap, indices: np.ndarray) -> np.ndarray:
     data = mrc.data
     stack = data.reshape((-1,) + data.shape[-2:])  # a single image or a volume stack as [n, y, x]
     return np.asarray(stack[np.asarray(indices, dtype=np.intp)], dtype=np.float32)
-
-
-@contextlib.contextmanager
-def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it onto ``path``.
-
-    The temporary file lives in the same directory (so ``os.replace`` is
-    atomic) and is removed if the body raises.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(path, "the output directory does not exist", f"create {path.parent} first")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

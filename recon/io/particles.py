@@ -7,20 +7,8 @@
 or cs file. :func:`read_particles` adds the images as a lazy
 :class:`~recon.io.images.ImageStack`.
 
-Units and conventions of :class:`ParticleMetadata`:
-
-* ``rotations`` [N, 3, 3]: the image is the projection along z of the
-  volume whose points sit at ``R @ r`` (column vectors); see
-  :mod:`recon.io.rotations`;
-* ``shifts_px`` [N, 2]: (x, y) in pixels, the shift that re-centres the
-  particle (RELION's origin: a particle displaced by +t px has shift -t).
-  cryoDRGN's ``trans`` is ``shifts_px / D`` with the same sign;
-* ``ctf`` [N, 9]: box px, Å/px, defocus U Å, defocus V Å, astigmatism
-  angle °, voltage kV, Cs mm, amplitude contrast, phase shift ° (cryoDRGN's
-  order); the box column is NaN until the box is known;
-* ``apix``: one pixel size in Å/px. When optics groups differ it is the
-  value shared by most particles (a warning says so); the per-particle
-  values stay in ``ctf[:, 1]``.
+The metadata, with its units and conventions, is a
+:class:`~recon.io.metadata.ParticleMetadata` (importable from here too).
 """
 
 from __future__ import annotations
@@ -29,7 +17,6 @@ import dataclasses
 import logging
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recon.ctf_columns import CTF_APIX, CTF_BOX
 from recon.errors import InputError
 from recon.io.cryosparc import read_cs
 from recon.io.images import ImageStack
+from recon.io.metadata import ParticleMetadata
 from recon.io.pkl import read_cryodrgn_ctf, read_cryodrgn_poses
 from recon.io.star import read_star
 from recon.io.validate import check_ctf, check_poses
@@ -51,95 +40,6 @@ _IMAGE_SUFFIXES = (".mrcs", ".mrc")
 _NAME_FIELD = {".star": "rlnImageName", ".cs": "blob/path"}
 
 log = logging.getLogger("recon.io")
-
-
-@dataclass
-class ParticleMetadata:
-    """Per-particle poses, CTF and image references (no pixels).
-
-    Attributes
-    ----------
-    rotations
-        float64 [N, 3, 3] or None (no 3-D poses).
-    shifts_px
-        float64 [N, 2], (x, y) re-centring shift in pixels, or None.
-    ctf
-        float64 [N, 9] in cryoDRGN's column order (see module docstring), or None.
-    apix
-        Pixel size in Å/px (the most common one if optics groups differ), or None.
-    box
-        Box size D in pixels, or None if unknown without the stacks.
-    image_names
-        ``idx@path`` per particle, idx 1-based, path as written in the source.
-    source
-        The file the metadata came from.
-    table
-        The source's per-particle table (pandas), rows in particle order.
-    optics
-        RELION's optics table, or None.
-    """
-
-    rotations: np.ndarray | None
-    shifts_px: np.ndarray | None
-    ctf: np.ndarray | None
-    apix: float | None
-    box: int | None
-    image_names: list[str]
-    source: Path
-    table: pd.DataFrame
-    optics: pd.DataFrame | None = None
-
-    def __len__(self) -> int:
-        return len(self.image_names)
-
-    def subset(self, indices: Sequence[int] | np.ndarray | slice) -> ParticleMetadata:
-        """The particles at ``indices`` (ints, a slice or a boolean mask), in that order."""
-        rows = np.arange(len(self))[indices]
-        rows = np.atleast_1d(rows)
-
-        def take(array: np.ndarray | None) -> np.ndarray | None:
-            return None if array is None else array[rows]
-
-        return dataclasses.replace(
-            self,
-            rotations=take(self.rotations),
-            shifts_px=take(self.shifts_px),
-            ctf=take(self.ctf),
-            image_names=[self.image_names[i] for i in rows],
-            table=self.table.iloc[rows].reset_index(drop=True),
-        )
-
-    def require_poses(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rotations [N, 3, 3], shifts_px [N, 2]) for work that needs 3-D poses.
-
-        Missing shifts count as zero; missing rotations raise
-        :class:`~recon.errors.InputError`.
-        """
-        if self.rotations is None:
-            raise InputError(
-                self.source,
-                "no 3-D poses (rlnAngleRot/rlnAngleTilt or alignments3D/pose)",
-                "use the output of a 3-D refinement, or pass --poses with a cryoDRGN pose.pkl (poses= in Python)",
-            )
-        shifts = self.shifts_px if self.shifts_px is not None else np.zeros((len(self), 2))
-        return self.rotations, shifts
-
-    def half_sets(self) -> np.ndarray | None:
-        """The gold-standard half set of each particle (int8 [N], 0 or 1) as the refinement that
-        made the poses assigned it: RELION's ``rlnRandomSubset`` (1, 2) or cryoSPARC's
-        ``alignments3D/split`` (0, 1); None when the file records none. Other values are an
-        :class:`~recon.errors.InputError` naming the field."""
-        for field, allowed in (("rlnRandomSubset", (1, 2)), ("alignments3D/split", (0, 1))):
-            if field not in self.table.columns:
-                continue
-            values = pd.to_numeric(self.table[field], errors="coerce").to_numpy(np.float64)
-            bad = ~np.isin(values, allowed)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise InputError(self.source, f"particle {row + 1} has {field} = {self.table[field].iloc[row]}, not {allowed[0]} or {allowed[1]}",
-                                 f"repair the {field} column, or remove it to split the halves by particle order")
-            return (values == allowed[1]).astype(np.int8)
-        return None
 
 
 @dataclass
@@ -226,9 +126,9 @@ def _with_poses(meta: ParticleMetadata, poses: Path, box: int | None) -> Particl
 
 def _with_ctf(meta: ParticleMetadata, ctf: Path, values: np.ndarray) -> ParticleMetadata:
     _check_count(ctf, len(values), meta)
-    boxes = np.unique(values[:, 0])
+    boxes = np.unique(values[:, CTF_BOX])
     box = meta.box if meta.box is not None or len(boxes) != 1 else int(boxes[0])
-    return dataclasses.replace(meta, ctf=values, box=box, apix=_summary_pixel_size(values[:, 1], ctf))
+    return dataclasses.replace(meta, ctf=values, box=box, apix=_summary_pixel_size(values[:, CTF_APIX], ctf))
 
 
 def _ctf_at_box(ctf: np.ndarray | None, box: int, source: Path) -> tuple[np.ndarray | None, float | None]:
@@ -241,16 +141,16 @@ def _ctf_at_box(ctf: np.ndarray | None, box: int, source: Path) -> tuple[np.ndar
     if ctf is None:
         return None, None
     ctf = ctf.copy()
-    ctf[np.isnan(ctf[:, 0]), 0] = box
-    other = ctf[:, 0] != box
+    ctf[np.isnan(ctf[:, CTF_BOX]), CTF_BOX] = box
+    other = ctf[:, CTF_BOX] != box
     if not other.any():
         return ctf, None
-    made_at = int(np.median(ctf[other, 0]))
-    ctf[other, 1] = ctf[other, 0] * ctf[other, 1] / box
-    ctf[other, 0] = box
+    made_at = int(np.median(ctf[other, CTF_BOX]))
+    ctf[other, CTF_APIX] = ctf[other, CTF_BOX] * ctf[other, CTF_APIX] / box
+    ctf[other, CTF_BOX] = box
     log.info("%s: CTF parameters made at a box of %d px; pixel size rescaled to %.4g Å/px for the %d px images",
-             source, made_at, float(np.median(ctf[:, 1])), box)
-    return ctf, _summary_pixel_size(ctf[:, 1], source)
+             source, made_at, float(np.median(ctf[:, CTF_APIX])), box)
+    return ctf, _summary_pixel_size(ctf[:, CTF_APIX], source)
 
 
 def _check_count(path: Path, n: int, meta: ParticleMetadata) -> None:
@@ -298,7 +198,7 @@ def read_metadata(
     suffix = path.suffix.lower()
     ctf_values = read_cryodrgn_ctf(ctf) if ctf is not None else None
     if apix is None and ctf_values is not None and len(ctf_values):  # the CTF file's pixel size fills a file without one
-        apix = _summary_pixel_size(ctf_values[:, 1], Path(ctf))
+        apix = _summary_pixel_size(ctf_values[:, CTF_APIX], Path(ctf))
     options = dict(box=box, apix=apix, amplitude_contrast=amplitude_contrast)
     if suffix == ".star":
         fields = read_star(path, **options)

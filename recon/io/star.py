@@ -37,18 +37,27 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import starfile
 
+from recon.ctf_columns import (
+    CTF_AMPLITUDE_CONTRAST,
+    CTF_APIX,
+    CTF_BOX,
+    CTF_CS,
+    CTF_DEFOCUS_ANGLE,
+    CTF_DEFOCUS_U,
+    CTF_DEFOCUS_V,
+    CTF_PHASE_SHIFT,
+    CTF_VOLTAGE,
+)
 from recon.errors import InputError
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
+from recon.io.metadata import ParticleMetadata
 from recon.io.rotations import matrix_to_relion_euler, relion_euler_to_matrix
-
-if TYPE_CHECKING:
-    from recon.io.particles import ParticleMetadata
 
 __all__ = ["read_star", "write_star"]
 
@@ -265,7 +274,7 @@ def read_star(
     Returns
     -------
     dict
-        Keyword arguments for :class:`recon.io.particles.ParticleMetadata`,
+        Keyword arguments for :class:`recon.io.metadata.ParticleMetadata`,
         except that ``apix`` is per particle ([N] array or None); the caller
         summarises it.
     """
@@ -300,13 +309,15 @@ def _per_particle(meta: ParticleMetadata, column: int, scalar: float | None, wha
 def _optics_values(meta: ParticleMetadata) -> dict[str, np.ndarray]:
     values = {
         "rlnImageSize": _per_particle(
-            meta, 0, meta.box, "box size", "read the particles with box= or with their stacks"
+            meta, CTF_BOX, meta.box, "box size", "read the particles with box= or with their stacks"
         ),
-        "rlnImagePixelSize": _per_particle(meta, 1, meta.apix, "pixel size", "read the particles with apix="),
+        "rlnImagePixelSize": _per_particle(meta, CTF_APIX, meta.apix, "pixel size", "read the particles with apix="),
     }
     if meta.ctf is not None:
         values.update(
-            rlnVoltage=meta.ctf[:, 5], rlnSphericalAberration=meta.ctf[:, 6], rlnAmplitudeContrast=meta.ctf[:, 7]
+            rlnVoltage=meta.ctf[:, CTF_VOLTAGE],
+            rlnSphericalAberration=meta.ctf[:, CTF_CS],
+            rlnAmplitudeContrast=meta.ctf[:, CTF_AMPLITUDE_CONTRAST],
         )
     return values
 
@@ -349,8 +360,9 @@ def _tables(meta: ParticleMetadata) -> tuple[pd.DataFrame, pd.DataFrame]:
         shifts_angst = meta.shifts_px * values["rlnImagePixelSize"][:, None]
         particles["rlnOriginXAngst"], particles["rlnOriginYAngst"] = shifts_angst[:, 0], shifts_angst[:, 1]
     if meta.ctf is not None:
-        particles["rlnDefocusU"], particles["rlnDefocusV"] = meta.ctf[:, 2], meta.ctf[:, 3]
-        particles["rlnDefocusAngle"], particles["rlnPhaseShift"] = meta.ctf[:, 4], meta.ctf[:, 8]
+        particles["rlnDefocusU"], particles["rlnDefocusV"] = meta.ctf[:, CTF_DEFOCUS_U], meta.ctf[:, CTF_DEFOCUS_V]
+        particles["rlnDefocusAngle"] = meta.ctf[:, CTF_DEFOCUS_ANGLE]
+        particles["rlnPhaseShift"] = meta.ctf[:, CTF_PHASE_SHIFT]
     return optics, particles
 
 

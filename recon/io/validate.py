@@ -15,9 +15,20 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.ctf_columns import (
+    CTF_AMPLITUDE_CONTRAST,
+    CTF_APIX,
+    CTF_BOX,
+    CTF_CS,
+    CTF_DEFOCUS_ANGLE,
+    CTF_DEFOCUS_U,
+    CTF_DEFOCUS_V,
+    CTF_PHASE_SHIFT,
+    CTF_VOLTAGE,
+)
 from recon.errors import InputError
 
-#: Names of the CTF columns (cryoDRGN's order) in each kind of file, for messages.
+#: Names of the CTF columns (in the order of :data:`recon.ctf_columns.CTF_COLUMNS`) in each kind of file, for messages.
 CTF_FIELDS = {
     ".star": ("box", "rlnImagePixelSize", "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage",
               "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnPhaseShift"),
@@ -28,14 +39,14 @@ CTF_FIELDS = {
 }
 #: (column, test, what a valid value is) for the CTF columns that must hold physical values.
 _CTF_RULES = (
-    (1, lambda v: np.isfinite(v) & (v > 0), "a pixel size in Å/px above 0"),
-    (2, np.isfinite, "a finite defocus in Å"),
-    (3, np.isfinite, "a finite defocus in Å"),
-    (4, np.isfinite, "a finite angle"),
-    (5, lambda v: np.isfinite(v) & (v > 0), "an acceleration voltage in kV above 0"),
-    (6, np.isfinite, "a finite spherical aberration in mm"),
-    (7, lambda v: np.isfinite(v) & (v >= 0) & (v <= 1), "an amplitude contrast between 0 and 1"),
-    (8, np.isfinite, "a finite phase shift"),
+    (CTF_APIX, lambda v: np.isfinite(v) & (v > 0), "a pixel size in Å/px above 0"),
+    (CTF_DEFOCUS_U, np.isfinite, "a finite defocus in Å"),
+    (CTF_DEFOCUS_V, np.isfinite, "a finite defocus in Å"),
+    (CTF_DEFOCUS_ANGLE, np.isfinite, "a finite angle"),
+    (CTF_VOLTAGE, lambda v: np.isfinite(v) & (v > 0), "an acceleration voltage in kV above 0"),
+    (CTF_CS, np.isfinite, "a finite spherical aberration in mm"),
+    (CTF_AMPLITUDE_CONTRAST, lambda v: np.isfinite(v) & (v >= 0) & (v <= 1), "an amplitude contrast between 0 and 1"),
+    (CTF_PHASE_SHIFT, np.isfinite, "a finite phase shift"),
 )
 
 
@@ -48,10 +59,10 @@ def check_ctf(ctf: np.ndarray, source: Path) -> None:
     """CTF rows ``[N, 9]`` (cryoDRGN's order) from ``source`` hold physical values (the box
     column may be NaN until the stacks are known)."""
     names = CTF_FIELDS.get(Path(source).suffix.lower(), CTF_FIELDS[".pkl"])
-    box = ctf[:, 0]
+    box = ctf[:, CTF_BOX]
     row = _first_bad(np.isnan(box) | (np.isfinite(box) & (box > 0)))
     if row is not None:
-        raise InputError(source, f"particle {row}: {names[0]} = {box[row]:g} is not a box size in pixels", "repair the file")
+        raise InputError(source, f"particle {row}: {names[CTF_BOX]} = {box[row]:g} is not a box size in pixels", "repair the file")
     for column, test, valid in _CTF_RULES:
         values = ctf[:, column]
         row = _first_bad(test(values))

@@ -70,7 +70,7 @@ def _assert_same_tensors(a, b, where=""):
 
 
 def _plant_temporaries(folder):
-    """What a kill during an atomic write leaves behind (names as recon.io.mrc and the trainer make them)."""
+    """What a kill during an atomic write leaves behind (names as recon.files.atomic_target and the trainer make them)."""
     names = [f".checkpoint.pt.{uuid.uuid4().hex}.tmp", f".log.jsonl.{uuid.uuid4().hex}.tmp", ".ckpt-k1ll3d.tmp", ".log-k1ll3d.tmp"]
     for name in names:
         (folder / name).write_bytes(b"half written")
