@@ -1,8 +1,10 @@
 """Solver accuracy vs steps on an exact Gaussian-mixture denoiser; prints JSON.
 
-For each deterministic solver and step count: the mean distance of its end
-points to a reference PF-ODE solution (Heun, 4000 steps on the same Karras
-grid family), the number of denoiser evaluations, and the wall time. Usage:
+For each deterministic solver of the registry (:data:`generative.SOLVERS`,
+families sigma and flow) and step count: the mean distance of its end points
+to a reference PF-ODE solution (Heun, 4000 steps on the same Karras grid
+family), the number of denoiser evaluations (from the registry; GENIE adds one
+JVP per step), and the wall time. Usage:
 
     python benchmarks/solvers.py [--dim 2] [--points 256] [--steps 5 10 20 40 80 160]
 """
@@ -14,16 +16,7 @@ import time
 import numpy as np
 import torch
 
-from generative import GaussianMixture, karras_sigmas, sample
-
-SOLVERS = {  # denoiser evaluations for n steps (GENIE: plus one JVP per step)
-    "euler": lambda n: n,
-    "ddim": lambda n: n,
-    "heun": lambda n: 2 * n - 1,
-    "dpmpp_2m": lambda n: n,
-    "genie": lambda n: n,
-    "flow_heun": lambda n: 2 * n - 1,
-}
+from generative import SOLVERS, GaussianMixture, karras_sigmas, sample
 
 
 def mixture(dim, seed=0):
@@ -44,7 +37,9 @@ def main():
                              generator=torch.Generator().manual_seed(1))
     reference = sample(mix.denoise, x_T, karras_sigmas(4000), "heun")
     results = {}
-    for name, nfe in SOLVERS.items():
+    deterministic = [s for s in SOLVERS.values() if s.family in ("sigma", "flow") and not s.stochastic]
+    for solver in deterministic:
+        name, nfe = solver.name, solver.evaluations
         rows = []
         for n in args.steps:
             start = time.perf_counter()

@@ -36,6 +36,7 @@ network takes about 2-6 ms). The network widens with zdim (:func:`default_networ
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -44,7 +45,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from torch import nn
 
 from cryodiff import prior_formulations as formulations
@@ -54,7 +54,7 @@ from generative.dp_trainer import DPTrainer
 from generative.trainer import Trainer
 from recon.errors import InputError
 from recon.io.safe_read import load_npy, load_weights, open_h5, read_h5_array, read_json
-from recon.io.mrc import atomic_target
+from recon.files import atomic_target
 
 log = logging.getLogger("cryodiff.prior")
 
@@ -193,9 +193,14 @@ def read_latents(source: str | Path) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the model
 
+def engine_formulation(settings: PriorSettings):
+    """The engine's formulation object of ``settings`` (:func:`cryodiff.prior_formulations.formulation`)."""
+    return formulations.formulation(settings.formulation, settings.p_mean, settings.p_std)
+
+
 def build_network(zdim: int, settings: PriorSettings) -> nn.Module:
     """The prior's network for ``settings.formulation`` in standardised units (sigma_data 1)."""
-    return formulations.build_network(settings.formulation, zdim, settings.hidden, settings.depth, settings.embed_dim)
+    return formulations.build_network(engine_formulation(settings), zdim, settings.hidden, settings.depth, settings.embed_dim)
 
 
 def standardisation(z: np.ndarray, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -235,13 +240,18 @@ class Prior:
         return self.settings.formulation
 
     @property
+    def engine(self):
+        """The engine's formulation object (:mod:`generative.formulations`) this prior was trained with."""
+        return engine_formulation(self.settings)
+
+    @property
     def denoiser(self):
-        return formulations.denoiser(self.formulation, self.model)
+        return self.engine.denoiser(self.model)
 
     @property
     def solvers(self) -> dict[str, int]:
         """Solvers that sample this prior, with their default steps."""
-        return formulations.SOLVER_STEPS[self.formulation]
+        return self.engine.solvers
 
     def require_denoiser(self, what: str):
         """The denoiser, or an InputError saying that ``what`` needs an ``edm`` or ``flow`` prior."""
@@ -263,20 +273,22 @@ class Prior:
         """``n`` latents ``[n, zdim]`` (float32, original units).
 
         ``solver`` is one of :attr:`solvers` (default: the first, dpmpp_2m for
-        edm, flow_heun for flow, sscs for cld; "dpmpp" and "em" are accepted
-        as short names); ``steps`` grid intervals, default per solver (grids in
-        :func:`cryodiff.prior_formulations.draw`). The same seed gives the same samples.
+        edm, flow_heun for flow, cld_sscs for cld; the formulation's short names
+        "dpmpp", "sscs", "em" and "euler_maruyama" (CLD's) are accepted); ``steps``
+        grid intervals, default per solver (grids and start states of the engine's
+        formulation, :meth:`generative.formulations.Formulation.draw`). The same
+        seed gives the same samples.
         """
         try:
-            solver, steps = formulations.solver_steps(self.formulation, solver or next(iter(self.solvers)), steps)
+            solver, steps = self.engine.resolve(solver, steps)
         except ValueError as err:
             raise InputError("--solver/--steps", str(err), "see cryodiff sample --help") from None
-        return self.destandardise(formulations.draw(self.formulation, self.model, n, self.zdim, solver, steps, seed))
+        return self.destandardise(self.engine.draw(self.model, n, self.zdim, solver, steps, torch.Generator().manual_seed(seed)))
 
     def interpolate(self, z_a, z_b, n: int, steps: int = 64) -> np.ndarray:
         """``n`` latents ``[n, zdim]`` from ``z_a`` to ``z_b`` (original units) by slerp in the PF-ODE's
-        noise (:func:`cryodiff.paths.pf_ode_interpolation`, Heun with ``steps`` intervals each way)."""
-        from cryodiff.paths import pf_ode_interpolation
+        noise (:func:`cryodiff.interpolation.pf_ode_interpolation`, Heun with ``steps`` intervals each way)."""
+        from cryodiff.interpolation import pf_ode_interpolation
 
         return pf_ode_interpolation(self, z_a, z_b, n, steps=steps)
 
@@ -348,8 +360,11 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
     differential privacy (:class:`PriorSettings`), and ``prior.json`` then
     records the privacy spent. Returns the trained prior (EMA weights).
     """
-    if formulation not in formulations.FORMULATIONS:
-        raise InputError("--formulation", f"unknown formulation {formulation!r}", f"use one of {', '.join(formulations.FORMULATIONS)}")
+    if formulation not in formulations.NAMES:
+        raise InputError("--formulation", f"unknown formulation {formulation!r}", f"use one of {', '.join(formulations.NAMES)}")
+    if dp_epsilon is not None and importlib.util.find_spec("opacus") is None:
+        raise InputError("--dp-epsilon", "differentially private training needs the opacus package (its privacy accountants)",
+                         "pip install 'cryodiff[dp]'")
     where = Path(source or "latents")
     z = _check_latents(where, latents)
     out = Path(out_dir)
@@ -401,8 +416,10 @@ def _trainer(z, mean, std, settings: PriorSettings, out: Path, progress: bool, l
     def batch_fn(step, g):
         return u[torch.randint(len(u), (settings.batch_size,), generator=g)]
 
+    form = engine_formulation(settings)
+
     def loss_fn(model_, batch, g):
-        return formulations.training_loss(settings.formulation, model_, batch, g, settings.p_mean, settings.p_std)
+        return form.loss(model_, batch, generator=g)
 
     common = dict(lr=settings.lr, ema_decay=settings.ema_decay, seed=settings.seed,
                   checkpoint_path=str(out / CHECKPOINT), checkpoint_every=checkpoint_every,

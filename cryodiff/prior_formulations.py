@@ -1,117 +1,75 @@
-"""The three diffusion formulations a latent prior can be trained with.
+"""The diffusion formulations a latent prior can be trained with: a lookup in the engine's table.
 
-Each works in standardised latent units ``u = (z - mean) / std`` (unit variance
-per dimension) and pairs a network, a training loss and samplers from the
-engine (:mod:`generative`):
+A prior works in standardised latent units ``u = (z - mean) / std`` (unit
+variance per dimension, so ``sigma_data = 1``) with a residual MLP as the raw
+network. The formulations, their losses, grids and solvers are the engine's
+(:mod:`generative.formulations`):
 
 ``edm`` (default)
-    EDM preconditioned denoiser (``sigma_data = 1``), log-normal training noise
-    levels, EDM loss weighting (Karras et al. 2022). Deterministic PF-ODE
-    solvers on the Karras grid 0.002..80.
+    EDM preconditioned denoiser, log-normal training noise levels (``p_mean``,
+    ``p_std`` of the prior's settings), EDM loss weighting; PF-ODE solvers on
+    the Karras grid 0.002..80.
 ``flow``
-    Rectified flow (Esser et al. 2024): velocity network on the linear path
-    ``(1 - t) u + t eps``, logit-normal training times. Sampled with the flow
-    solvers on a uniform-in-t grid, or with any EDM solver through
-    :func:`generative.adapters.from_velocity`.
+    Rectified flow: velocity network on ``(1 - t) u + t eps``, logit-normal
+    training times; flow solvers on a uniform-in-t grid, or any EDM solver
+    through the velocity-to-denoiser adapter.
 ``cld``
-    Critically damped Langevin diffusion (Dockhorn et al. 2022): a velocity
-    score on the joint state ``(u, v)``, hybrid score matching, defaults of
-    :class:`generative.CLD`. Sampled with SSCS or Euler-Maruyama on the reverse
-    SDE; it has no denoiser in the EDM convention, so log-likelihoods and
-    PF-ODE paths need an ``edm`` or ``flow`` prior.
+    Critically damped Langevin diffusion: a velocity score on ``(u, v)``, hybrid
+    score matching; SSCS or Euler-Maruyama on the reverse SDE. No denoiser in
+    the EDM convention, so log-likelihoods and PF-ODE paths need ``edm`` or ``flow``.
 
-A formulation's network is the module whose weights ``prior.pt`` stores.
+A formulation's wrapped network is the module whose weights ``prior.pt`` stores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
 from torch import nn
 
-from generative.adapters import from_velocity
-from generative.cld import CLD, VelocityScore, cld_times, cld_training_times, hsm_loss, sample_cld_euler_maruyama, sample_sscs
-from generative.flow import flow_matching_loss, logit_normal_times
-from generative.losses import denoising_loss, edm_weight, lognormal_sigmas
+from generative.formulations import EDM, FORMULATIONS, Formulation
 from generative.networks import ResidualMLP
-from generative.preconditioning import Preconditioned, edm
-from generative.samplers import sample
-from generative.schedules import flow_sigmas, karras_sigmas
 
-FORMULATIONS = ("edm", "flow", "cld")
-SIGMA_MIN, SIGMA_MAX = 0.002, 80.0  # Karras grid ends, standardised units
-#: Solvers per formulation with their default number of steps (grid intervals),
-#: chosen from the error-vs-steps measurements in docs/prior.md.
-SOLVER_STEPS = {
-    "edm": {"dpmpp_2m": 25, "heun": 18, "euler": 50, "ddim": 50, "genie": 12},
-    "flow": {"flow_heun": 8, "flow_euler": 50, "dpmpp_2m": 25, "heun": 18, "euler": 50, "ddim": 50},
-    "cld": {"sscs": 100, "euler_maruyama": 400},
-}
-#: Short solver names accepted everywhere.
-SOLVER_ALIASES = {"dpmpp": "dpmpp_2m", "em": "euler_maruyama"}
+#: Names ``train-prior --formulation`` accepts, from the engine's table.
+NAMES = tuple(FORMULATIONS)
+#: Karras grid ends of the EDM-convention solvers, standardised units.
+SIGMA_MIN, SIGMA_MAX = EDM.sigma_min, EDM.sigma_max
 
 
-def build_network(formulation: str, zdim: int, hidden: int, depth: int, embed_dim: int) -> nn.Module:
-    """The trainable module of ``formulation`` for latents of dimension ``zdim``."""
-    if formulation == "edm":
-        return Preconditioned(ResidualMLP(zdim, hidden, depth, embed_dim), edm(1.0))
-    if formulation == "flow":
-        return ResidualMLP(zdim, hidden, depth, embed_dim)  # velocity(z_t, t)
-    if formulation == "cld":
-        return VelocityScore(ResidualMLP(2 * zdim, hidden, depth, embed_dim, out_dim=zdim), CLD())
-    raise ValueError(f"unknown formulation {formulation!r}; choose from {FORMULATIONS}")
+def formulation(name: str, p_mean: float = -1.2, p_std: float = 1.2) -> Formulation:
+    """The engine's formulation ``name`` for standardised latents (``sigma_data = 1``; ``p_mean`` and
+    ``p_std`` set EDM's log-normal training noise levels); ``ValueError`` naming the choices."""
+    if name not in FORMULATIONS:
+        raise ValueError(f"unknown formulation {name!r}; choose from {', '.join(NAMES)}")
+    if name == "edm":
+        return EDM(sigma_data=1.0, p_mean=p_mean, p_std=p_std)
+    return FORMULATIONS[name]()
 
 
-def training_loss(formulation: str, model: nn.Module, u: torch.Tensor, g: torch.Generator,
-                  p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
-    """Per-latent training loss ``[B]`` of a batch ``u [B, zdim]`` (noise drawn from ``g``);
-    ``p_mean``/``p_std`` set the EDM log-normal training noise levels."""
-    if formulation == "edm":
-        sigma = lognormal_sigmas(len(u), p_mean, p_std, generator=g)
-        return denoising_loss(model, u, sigma, edm_weight(1.0), generator=g)
-    if formulation == "flow":
-        return flow_matching_loss(model, u, logit_normal_times(len(u), generator=g), generator=g)
-    return hsm_loss(model.eps, u, cld_training_times(len(u), generator=g), model.process, generator=g)
+def build_network(form: Formulation, zdim: int, hidden: int, depth: int, embed_dim: int) -> nn.Module:
+    """``form``'s trainable module around a residual MLP, for latents of dimension ``zdim``."""
+    in_dim, out_dim = form.net_dims(zdim)
+    return form.wrap(ResidualMLP(in_dim, hidden, depth, embed_dim, out_dim=out_dim))
 
 
-def denoiser(formulation: str, model: nn.Module) -> Callable | None:
-    """``D(u, sigma) -> u0_hat`` in the EDM/VE convention, or ``None`` for ``cld``."""
-    if formulation == "edm":
-        return model
-    if formulation == "flow":
-        return from_velocity(model)
-    return None
+def solver_table() -> str:
+    """The solvers of each formulation as ``cryodiff sample --help`` lists them, read from the engine's
+    tables: default steps, network evaluations per step, stochastic ones marked, then the short names."""
+    import textwrap
+
+    from generative.solvers import get
+
+    lines, short = [], []
+    for name in NAMES:
+        form = formulation(name)
+        cells = []
+        for solver, steps in form.solvers.items():
+            entry = get(solver)
+            cells.append(f"{solver} ({steps} steps, {entry.per_step}/step{', stochastic' if entry.stochastic else ''})")
+        lines.append(textwrap.fill(", ".join(cells), 96, initial_indent=f"  {name:<5} ", subsequent_indent=" " * 8))
+        short += [f"{alias} = {target}" + (f" ({name})" if name == "cld" else "") for alias, target in form.aliases.items()]
+    return "\n".join(lines + [textwrap.fill(", ".join(dict.fromkeys(short)), 96, initial_indent="  short names: ",
+                                             subsequent_indent=" " * 8)])
 
 
-def solver_steps(formulation: str, solver: str, steps: int | None) -> tuple[str, int]:
-    """``(solver, steps)`` with aliases resolved and the default steps filled in;
-    ``ValueError`` naming the choices for a solver the formulation does not have."""
-    solver = SOLVER_ALIASES.get(solver, solver)
-    choices = SOLVER_STEPS[formulation]
-    if solver not in choices:
-        raise ValueError(f"solver {solver!r} is not a sampler of the {formulation} formulation; use one of {', '.join(choices)}")
-    steps = choices[solver] if steps is None else steps
-    if steps < 1:
-        raise ValueError(f"{steps} steps; use 1 or more")
-    return solver, steps
-
-
-@torch.no_grad()
-def draw(formulation: str, model: nn.Module, n: int, zdim: int, solver: str, steps: int, seed: int) -> torch.Tensor:
-    """``n`` samples ``[n, zdim]`` in standardised units with ``solver`` over ``steps`` intervals.
-
-    EDM-convention solvers run on the Karras grid 0.002..80 (rho 7); ``flow_*``
-    solvers on the uniform-in-t grid 0.999..0 (sigma = t / (1 - t)); CLD solvers
-    on :func:`generative.cld_times` (quadratic striding, 1 to 0.001) from the
-    stationary law. The same seed gives the same samples.
-    """
-    g = torch.Generator().manual_seed(seed)
-    if formulation == "cld":
-        x, v = model.process.prior(n, zdim, generator=g)
-        run = sample_sscs if solver == "sscs" else sample_cld_euler_maruyama
-        return run(model, x, v, cld_times(steps), model.process, generator=g)[0]
-    sigmas = flow_sigmas(steps) if solver.startswith("flow_") else karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX)
-    sigmas = sigmas.float()
-    x_T = sigmas[0] * torch.randn(n, zdim, generator=g)
-    return sample(denoiser(formulation, model), x_T, sigmas, solver)
+def formulation_table() -> str:
+    """One line per formulation of the engine's table: its name and summary."""
+    return "\n".join(f"  {name:<5} {cls.summary}" for name, cls in FORMULATIONS.items())

@@ -1,8 +1,10 @@
 """A diffusion engine with no cryo-EM knowledge (see docs/engine.md).
 
-Denoiser contract: ``denoise(x, sigma) -> x0_hat`` with ``x = x0 + sigma * eps``
+Denoiser contract: ``denoise(x, sigma[, cond]) -> x0_hat`` with ``x = x0 + sigma * eps``
 (EDM/VE convention), ``x [N, ...]``, ``sigma [N]`` in data units. Sample with
-``generative.sample(denoise, x_T, sigmas, solver="heun", **options)``.
+``generative.sample(model, x_T, grid, solver="heun", **options)`` (solvers in
+:mod:`generative.solvers`); formulations (EDM, rectified flow, CLD) in
+:mod:`generative.formulations`.
 """
 
 from .adapters import from_eps, from_v, from_velocity, guided
@@ -18,7 +20,8 @@ from .metrics import energy_distance, mmd
 from .mixtures import GaussianMixture
 from .networks import FourierEmbedding, ResidualMLP
 from .preconditioning import Preconditioned
-from .samplers import SOLVERS, sample
+from .solvers import SOLVERS, Solver, register, sample
+from . import formulations
 from .schedules import (flow_shift, flow_sigma, flow_sigmas, flow_time, karras_sigmas,
                         resolution_shift, vp_sigma, vp_sigmas, vp_time)
 from .trainer import Trainer
@@ -28,7 +31,7 @@ from .dp import add_noise, clip_and_sum, per_example_gradients, poisson_indices
 from .dp_trainer import DPTrainer
 
 __all__ = [
-    "SOLVERS", "FourierEmbedding", "GaussianMixture", "GenieHead", "Preconditioned", "ResidualMLP",
+    "SOLVERS", "Solver", "register", "formulations", "FourierEmbedding", "GaussianMixture", "GenieHead", "Preconditioned", "ResidualMLP",
     "Trainer", "UNet", "Labelled", "drop_labels", "denoising_loss", "edm_weight", "encode", "energy_distance", "eps_and_derivative",
     "flow_matching_loss", "flow_shift", "flow_sigma", "flow_sigmas", "flow_time", "from_eps",
     "from_v", "from_velocity", "genie_distillation_loss", "guided", "inverse_variance_weight",

@@ -1,9 +1,10 @@
 """Adapters from network parameterisations to the denoiser contract.
 
-The contract every solver accepts is a callable ``denoise(x, sigma) -> x0_hat``
+The contract every solver accepts is a callable ``denoise(x, sigma[, cond]) -> x0_hat``
 in the EDM/VE convention ``x = x0 + sigma * eps``: ``x`` is ``[N, ...]``,
-``sigma`` a ``[N]`` tensor of noise levels (data units, > 0) and the result
-has the shape of ``x``.
+``sigma`` a ``[N]`` tensor of noise levels (data units, > 0), ``cond`` an
+optional conditioning dict passed on to the network, and the result has the
+shape of ``x``.
 
 Networks trained in other conventions see a rescaled input and their own time
 variable. ``time`` maps ``sigma [N]`` to whatever the network takes (sigma
@@ -33,10 +34,10 @@ def from_eps(net, scaling="ve", time=_identity):
     if scaling not in ("ve", "vp"):
         raise ValueError(f"unknown scaling {scaling!r}")
 
-    def denoise(x, sigma):
+    def denoise(x, sigma, cond=None):
         s = append_dims(sigma, x.ndim)
         z = x if scaling == "ve" else x / torch.sqrt(1 + s ** 2)
-        return x - s * net(z, time(sigma))
+        return x - s * (net(z, time(sigma)) if cond is None else net(z, time(sigma), cond))
 
     return denoise
 
@@ -44,11 +45,11 @@ def from_eps(net, scaling="ve", time=_identity):
 def from_v(net, time=_identity):
     """Denoiser from a VP v-prediction ``net(z, time(sigma)) -> v_hat``."""
 
-    def denoise(x, sigma):
+    def denoise(x, sigma, cond=None):
         s = append_dims(sigma, x.ndim)
         alpha = 1 / torch.sqrt(1 + s ** 2)
         z = alpha * x
-        return alpha * z - s * alpha * net(z, time(sigma))
+        return alpha * z - s * alpha * (net(z, time(sigma)) if cond is None else net(z, time(sigma), cond))
 
     return denoise
 
@@ -60,11 +61,12 @@ def from_velocity(net, time=None):
     e.g. ``lambda t: 1000 * t`` for SD3-style networks).
     """
 
-    def denoise(x, sigma):
+    def denoise(x, sigma, cond=None):
         t = sigma / (1 + sigma)
         tt = append_dims(t, x.ndim)
         z = (1 - tt) * x
-        return z - tt * net(z, t if time is None else time(t))
+        t_in = t if time is None else time(t)
+        return z - tt * (net(z, t_in) if cond is None else net(z, t_in, cond))
 
     return denoise
 

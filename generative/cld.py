@@ -25,10 +25,14 @@ computed in float64, small-t covariances without cancellation
 (:meth:`CLD.noise_covariance`); the state keeps its own dtype.
 
 A velocity score is a callable ``score(x, v, t) -> [N, d]`` approximating
-``grad_v log p_t(x, v)``, with ``t`` a ``[N]`` tensor. Samplers take
+``grad_v log p_t(x, v)``, with ``t`` a ``[N]`` tensor (and a conditioning dict as
+a fourth argument when the samplers are given ``cond``). Samplers take
 ``(score, x, v, times)`` where ``(x, v)`` is the start state at ``times[0]``
 (usually :meth:`CLD.prior` at t = 1) and ``times`` is a decreasing 1-D tensor
-ending at ``t_min > 0`` (:func:`cld_times`); they return ``(x, v)`` at ``times[-1]``.
+ending at ``t_min > 0`` (:func:`cld_times`); they return ``(x, v)`` at ``times[-1]``,
+and call ``callback({"i", "x", "v", "t", "t_next"})`` after each step.
+:mod:`generative.solvers` registers them (``cld_sscs``, ``cld_em``,
+``cld_heun``) on the joint state ``cat(x, v)``.
 """
 
 import math
@@ -188,30 +192,32 @@ class VelocityScore(nn.Module):
         super().__init__()
         self.net, self.process, self.mixed = net, process, mixed
 
-    def eps(self, x, v, t):
-        """Predicted ``eps_v`` of :meth:`CLD.perturb`, ``[N, d]``."""
+    def eps(self, x, v, t, cond=None):
+        """Predicted ``eps_v`` of :meth:`CLD.perturb`, ``[N, d]`` (``cond`` passed on to the network)."""
         t = torch.as_tensor(t, dtype=torch.float64).expand(x.shape[0])
         u = torch.cat([x, v / math.sqrt(self.process.mass)], dim=1)
-        out = self.net(u, t.to(x.dtype))
+        out = self.net(u, t.to(x.dtype)) if cond is None else self.net(u, t.to(x.dtype), cond)
         if self.mixed:
             l_vv = _cholesky(*self.process.covariance(t))[2]
             out = out - _like(l_vv, x) * gaussian_velocity_score(x, v, t, self.process)
         return out
 
-    def forward(self, x, v, t):
+    def forward(self, x, v, t, cond=None):
         t = torch.as_tensor(t, dtype=torch.float64).expand(x.shape[0])
         l_vv = _cholesky(*self.process.covariance(t))[2]
-        return -self.eps(x, v, t) / _like(l_vv, x)
+        return -self.eps(x, v, t, cond) / _like(l_vv, x)
 
 
-def hsm_loss(eps_model, x0, t, process=CLD(), generator=None):
+def hsm_loss(eps_model, x0, t, process=CLD(), generator=None, cond=None):
     """Hybrid score matching, per example ``mean_dims (eps_model(x_t, v_t, t) - eps_v)^2``, ``[N]``.
 
     ``t [N]`` in ``(0, 1]``. Equals ``E |s - grad_v log p(u_t | x0)|^2`` weighted by
     ``l_vv^2`` (the paper's ``lambda(t) = ell_t^-2``), with ``s = -eps_model / l_vv``.
+    ``cond`` (if given) is passed to ``eps_model`` as a fourth argument.
     """
     x, v, eps_v, _ = process.perturb(x0, t, generator)
-    return ((eps_model(x, v, t) - eps_v) ** 2).flatten(1).mean(1)
+    eps = eps_model(x, v, t) if cond is None else eps_model(x, v, t, cond)
+    return ((eps - eps_v) ** 2).flatten(1).mean(1)
 
 
 def mixture_velocity_score(mixture, process=CLD()):
@@ -243,40 +249,51 @@ def mixture_velocity_score(mixture, process=CLD()):
     return score
 
 
-def cld_pf_ode_drift(score, x, v, t, process=CLD()):
+def _score(score, x, v, t, cond):
+    return score(x, v, t) if cond is None else score(x, v, t, cond)
+
+
+def _report(callback, i, x, v, t, t_next):
+    if callback is not None:
+        callback({"i": i, "x": x, "v": v, "t": t, "t_next": t_next})
+
+
+def cld_pf_ode_drift(score, x, v, t, process=CLD(), cond=None):
     """Forward-time probability-flow ODE ``(dx/dt, dv/dt)``; ``t [N]`` or scalar.
 
     ``dx/dt = beta v / M``, ``dv/dt = -beta (x + Gamma v / M) - Gamma beta score_v``.
     """
     t = torch.as_tensor(t, dtype=torch.float64).expand(x.shape[0])
     b, g = process.beta, process.damping
-    return b * v / process.mass, -b * (x + g * v / process.mass) - g * b * score(x, v, t)
+    return b * v / process.mass, -b * (x + g * v / process.mass) - g * b * _score(score, x, v, t, cond)
 
 
-def sample_cld_pf_ode(score, x, v, times, process=CLD()):
+def sample_cld_pf_ode(score, x, v, times, process=CLD(), *, cond=None, callback=None):
     """Heun (2 score evaluations per step) on the probability-flow ODE along ``times``."""
-    for t, t_next in zip(times[:-1], times[1:]):
+    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
         h = float(t_next - t)
-        dx, dv = cld_pf_ode_drift(score, x, v, t, process)
+        dx, dv = cld_pf_ode_drift(score, x, v, t, process, cond)
         xe, ve = x + h * dx, v + h * dv
-        dx2, dv2 = cld_pf_ode_drift(score, xe, ve, t_next, process)
+        dx2, dv2 = cld_pf_ode_drift(score, xe, ve, t_next, process, cond)
         x, v = x + 0.5 * h * (dx + dx2), v + 0.5 * h * (dv + dv2)
+        _report(callback, i, x, v, t, t_next)
     return x, v
 
 
-def sample_cld_euler_maruyama(score, x, v, times, process=CLD(), generator=None):
+def sample_cld_euler_maruyama(score, x, v, times, process=CLD(), generator=None, *, cond=None, callback=None):
     """Euler-Maruyama on the reverse SDE (1 score evaluation per step).
 
     In reverse time ``s = 1 - t``: ``dx = -beta v / M ds``,
     ``dv = (beta x + beta Gamma v / M + 2 Gamma beta score_v) ds + sqrt(2 Gamma beta) dW``.
     """
     b, g, m = process.beta, process.damping, process.mass
-    for t, t_next in zip(times[:-1], times[1:]):
+    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
         h = float(t - t_next)
-        s = score(x, v, t.expand(x.shape[0]))
+        s = _score(score, x, v, t.expand(x.shape[0]), cond)
         noise = torch.randn(v.shape, generator=generator, dtype=v.dtype, device=v.device)
         x, v = (x - h * b * v / m,
                 v + h * (b * x + b * g * v / m + 2 * g * b * s) + math.sqrt(2 * g * b * h) * noise)
+        _report(callback, i, x, v, t, t_next)
     return x, v
 
 
@@ -293,7 +310,7 @@ def _reverse_linear_step(x, v, h, process, generator):
     return p * x + q * v + l_xx * z[0], r * x + s * v + l_vx * z[0] + l_vv * z[1]
 
 
-def sample_sscs(score, x, v, times, process=CLD(), generator=None):
+def sample_sscs(score, x, v, times, process=CLD(), generator=None, *, cond=None, callback=None):
     """Symmetric splitting CLD sampler (SSCS), 1 score evaluation per step.
 
     The reverse SDE splits into the linear Ornstein-Uhlenbeck part
@@ -304,10 +321,11 @@ def sample_sscs(score, x, v, times, process=CLD(), generator=None):
     score at ``t - h/2``; exact half-step ``h/2``.
     """
     g2b = 2 * process.damping * process.beta
-    for t, t_next in zip(times[:-1], times[1:]):
+    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
         h = float(t - t_next)
         x, v = _reverse_linear_step(x, v, 0.5 * h, process, generator)
         mid = (t - 0.5 * h).expand(x.shape[0])
-        v = v + h * g2b * (score(x, v, mid) + v / process.mass)
+        v = v + h * g2b * (_score(score, x, v, mid, cond) + v / process.mass)
         x, v = _reverse_linear_step(x, v, 0.5 * h, process, generator)
+        _report(callback, i, x, v, t, t_next)
     return x, v

@@ -22,9 +22,11 @@ def logit_normal_times(n, mean=0.0, scale=1.0, shift=1.0, generator=None, device
     return flow_shift(torch.sigmoid(u), shift)
 
 
-def flow_matching_loss(velocity, x0, t, generator=None):
-    """Per-example ``mean_dims (velocity(z_t, t) - (eps - x0))^2``, ``[N]``, for times ``t [N]``."""
+def flow_matching_loss(velocity, x0, t, generator=None, cond=None):
+    """Per-example ``mean_dims (velocity(z_t, t) - (eps - x0))^2``, ``[N]``, for times ``t [N]``
+    (``cond`` passed to ``velocity``)."""
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     tt = append_dims(t.to(x0.dtype), x0.ndim)
     z = (1 - tt) * x0 + tt * noise
-    return ((velocity(z, t) - (noise - x0)) ** 2).flatten(1).mean(1)
+    v = velocity(z, t) if cond is None else velocity(z, t, cond)
+    return ((v - (noise - x0)) ** 2).flatten(1).mean(1)

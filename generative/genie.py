@@ -31,14 +31,22 @@ def eps_and_derivative(denoise, x, sigma):
     return eps, deps
 
 
-def genie(denoise, x, sigmas, head=None):
+def _with_cond(denoise, cond):
+    """``denoise`` with ``cond`` bound as its third argument."""
+    return lambda x, sigma: denoise(x, sigma, cond)
+
+
+def genie(denoise, x, sigmas, *, head=None, cond=None, callback=None):
     """GENIE sampler: one truncated-Taylor step per grid interval.
 
     ``head(x, sigma, eps) -> deps/dsigma`` replaces the exact JVP when given
     (one denoiser evaluation per step); with ``head=None`` each step costs one
-    evaluation plus one JVP. Shapes and units as in :mod:`generative.samplers`.
+    evaluation plus one JVP. Shapes, units, ``cond`` and ``callback`` as in
+    :mod:`generative.samplers` (the callback's ``denoised`` is ``x - sigma eps``).
     """
-    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+    if cond is not None:
+        denoise = _with_cond(denoise, cond)
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
         sigma = torch.full((x.shape[0],), float(s), dtype=x.dtype, device=x.device)
         if head is None:
             eps, deps = eps_and_derivative(denoise, x, sigma)
@@ -46,7 +54,10 @@ def genie(denoise, x, sigmas, head=None):
             eps = (x - denoise(x, sigma)) / s
             deps = head(x, sigma, eps)
         h = s_next - s
-        x = x + h * eps + 0.5 * h ** 2 * deps
+        x_next = x + h * eps + 0.5 * h ** 2 * deps
+        if callback is not None:
+            callback({"i": i, "x": x_next, "sigma": s, "sigma_next": s_next, "denoised": x - s * eps})
+        x = x_next
     return x
 
 

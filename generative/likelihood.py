@@ -18,7 +18,7 @@ import math
 import torch
 from torch.func import jvp
 
-from .samplers import sample
+from .solvers import sample
 
 
 def encode(denoise, x0, sigmas, solver="heun"):

@@ -44,9 +44,10 @@ def inverse_variance_weight():
     return lambda sigma: 1 / sigma ** 2
 
 
-def denoising_loss(denoise, x0, sigma, weight, generator=None):
-    """Per-example weighted denoising loss ``[N]`` at ``x = x0 + sigma * noise``."""
+def denoising_loss(denoise, x0, sigma, weight, generator=None, cond=None):
+    """Per-example weighted denoising loss ``[N]`` at ``x = x0 + sigma * noise`` (``cond`` passed to ``denoise``)."""
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     s = sigma.to(x0.dtype)
-    err = (denoise(x0 + append_dims(s, x0.ndim) * noise, s) - x0) ** 2
+    x = x0 + append_dims(s, x0.ndim) * noise
+    err = ((denoise(x, s) if cond is None else denoise(x, s, cond)) - x0) ** 2
     return weight(s) * err.flatten(1).mean(1)

@@ -44,15 +44,16 @@ def vp(beta_min=0.1, beta_d=19.9, m=1000):
 
 
 class Preconditioned(nn.Module):
-    """Denoiser module ``D(x [N, ...], sigma [N]) -> [N, ...]`` wrapping ``net(x, c_noise [N])``."""
+    """Denoiser module ``D(x [N, ...], sigma [N][, cond]) -> [N, ...]`` wrapping ``net(x, c_noise [N][, cond])``."""
 
     def __init__(self, net, coefficients):
         super().__init__()
         self.net = net
         self.coefficients = coefficients
 
-    def forward(self, x, sigma):
+    def forward(self, x, sigma, cond=None):
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         nd = x.ndim
-        return (append_dims(c_skip, nd) * x
-                + append_dims(c_out, nd) * self.net(append_dims(c_in, nd) * x, c_noise))
+        inp = append_dims(c_in, nd) * x
+        out = self.net(inp, c_noise) if cond is None else self.net(inp, c_noise, cond)
+        return append_dims(c_skip, nd) * x + append_dims(c_out, nd) * out

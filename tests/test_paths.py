@@ -11,7 +11,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from cryodiff.cli.main import main
-from cryodiff.paths import graph_path_latents, knn_distances, linear_path, path_metrics, slerp
+from cryodiff.interpolation import slerp
+from cryodiff.paths import graph_path_latents, knn_distances, linear_path, path_metrics
 from cryodiff.prior import train_prior
 from generative.mixtures import GaussianMixture
 from recon.io import read_volume

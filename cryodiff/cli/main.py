@@ -55,7 +55,16 @@ COMMANDS = {
 
 class _Parser(argparse.ArgumentParser):
     """argparse with cryodiff's error style: a bad option value is one line naming the option
-    and the fix; a missing or unknown argument also shows the command's usage."""
+    and the fix; a missing or unknown argument also shows the command's usage. A command may set
+    ``late_epilog``, a function returning the text after the options, called only when the help
+    is shown (so building the parser imports no heavy module)."""
+
+    late_epilog = None
+
+    def format_help(self):
+        if self.late_epilog is not None:
+            self.epilog = self.late_epilog()
+        return super().format_help()
 
     def error(self, message: str):
         if message.startswith(("unrecognized arguments", "the following arguments are required")) or "invalid choice" in message:

@@ -9,6 +9,7 @@ infinity are never accepted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 
 
@@ -114,3 +115,21 @@ def probability(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{value:g} is not above 0 and below 1")
     return value
+
+
+class LateChoice:
+    """An argparse ``type`` accepting one of the names in ``module.attribute``, read only when a value is
+    checked (so building the parser does not import that module: the engine's formulation table
+    imports torch). argparse's ``choices`` would be read as the parser is built."""
+
+    def __init__(self, module: str, attribute: str):
+        self.module, self.attribute = module, attribute
+
+    def names(self) -> tuple:
+        return tuple(getattr(importlib.import_module(self.module), self.attribute))
+
+    def __call__(self, text: str) -> str:
+        names = self.names()
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(names)}")
+        return text

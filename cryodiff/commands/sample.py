@@ -1,15 +1,9 @@
 """Sample latents (and optionally volumes) from a trained diffusion prior.
 
 Writes -o (.txt, one latent per row, or .npy) with N latents in the units of
-the VAE's latent space, drawn with --solver over --steps intervals. Solvers
-(default first, default steps in brackets) by the prior's formulation:
-
-    edm   dpmpp_2m (25), heun (18), euler (50), ddim (50), genie (12)
-    flow  flow_heun (8), flow_euler (50), dpmpp_2m, heun, euler, ddim
-    cld   sscs (100), euler_maruyama (400)
-
-("dpmpp" and "em" are short for dpmpp_2m and euler_maruyama). The same --seed
-gives the same latents.
+the VAE's latent space, drawn with --solver over --steps intervals (the
+solvers of each formulation are listed at the end). The same --seed gives the
+same latents.
 
 --compare-gaussian also writes N draws of the VAE's own prior N(0, I) (the
 usual way to sample a VAE) to the same name with .gaussian before the
@@ -38,7 +32,14 @@ HELP = "sample latents and volumes from a trained diffusion prior"
 log = logging.getLogger("cryodiff.sample")
 
 
+def _solvers_epilog() -> str:
+    from cryodiff.prior_formulations import solver_table
+
+    return "solvers by the prior's formulation (default first; default steps, network evaluations per step):\n" + solver_table()
+
+
 def add_args(parser):
+    parser.late_epilog = _solvers_epilog
     parser.add_argument("prior", help="prior directory written by cryodiff train-prior")
     parser.add_argument("-n", type=count(10**7, "latents per call (write several files instead)"), required=True, help="number of latents")
     parser.add_argument("-o", "--output", required=True, help="latents file (.txt or .npy)")

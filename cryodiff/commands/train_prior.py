@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cryodiff.cli.types import count, positive_float, positive_int, probability, seed
+from cryodiff.cli.types import LateChoice, count, positive_float, positive_int, probability, seed
 from cryodiff.commands._common import add_force_arg, log_to_file
 from cryodiff.output_folder import output_folder
 
@@ -34,14 +34,21 @@ HELP = "train a diffusion prior on the latents of a VAE run (cryodiff or cryoDRG
 log = logging.getLogger("cryodiff.train_prior")
 
 
+def _formulations_epilog() -> str:
+    from cryodiff.prior_formulations import formulation_table
+
+    return "formulations (--formulation NAME):\n" + formulation_table()
+
+
 def add_args(parser):
     parser.add_argument("source", help="cryodiff run directory, latents .h5 (z_mu), cryoDRGN z.pkl or .npy [N, zdim]")
     parser.add_argument("-o", "--outdir", required=True, help="prior directory (created)")
     parser.add_argument("--steps", type=positive_int, help="optimiser steps (default: grows with zdim and the number of latents)")
     parser.add_argument("-b", "--batch-size", type=count(MAX_BATCH, "latents per step (memory)"), default=512, help="latents per step (default: %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--formulation", choices=("edm", "flow", "cld"), default="edm",
-                        help="diffusion formulation (default: %(default)s)")
+    parser.late_epilog = _formulations_epilog
+    parser.add_argument("--formulation", type=LateChoice("cryodiff.prior_formulations", "NAMES"), default="edm",
+                        metavar="NAME", help="diffusion formulation, listed below (default: %(default)s)")
     parser.add_argument("--dp-epsilon", type=positive_float, help="train with differential privacy for the particles at this "
                         "epsilon (DP-SGD; noise calibrated for --steps by the RDP accountant)")
     parser.add_argument("--dp-delta", type=probability, help="privacy delta (default: 0.1 / number of latents)")

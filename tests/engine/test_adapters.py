@@ -3,7 +3,7 @@
 import torch
 
 from generative.adapters import from_eps, from_v, from_velocity, guided
-from generative.samplers import sample
+from generative.solvers import sample
 from generative.schedules import karras_sigmas, vp_sigma, vp_time
 
 

@@ -11,7 +11,7 @@ t_max < 1 (sigma finite), so diffusers is given the same custom sigmas.
 
 import torch
 
-from generative.samplers import sample
+from generative.solvers import sample
 from generative.schedules import flow_sigmas, flow_time
 
 diffusers = __import__("diffusers")

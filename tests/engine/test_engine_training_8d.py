@@ -15,7 +15,7 @@ from generative.losses import denoising_loss, edm_weight, lognormal_sigmas
 from generative.metrics import energy_distance
 from generative.networks import ResidualMLP
 from generative.preconditioning import Preconditioned, edm
-from generative.samplers import sample
+from generative.solvers import sample
 from generative.schedules import flow_sigmas, karras_sigmas
 from generative.trainer import Trainer
 

@@ -5,7 +5,7 @@ import torch
 from generative.genie import GenieHead, eps_and_derivative, genie_distillation_loss
 from generative.likelihood import encode, log_likelihood
 from generative.losses import loguniform_sigmas
-from generative.samplers import sample
+from generative.solvers import sample
 from generative.schedules import karras_sigmas
 from generative.trainer import Trainer
 

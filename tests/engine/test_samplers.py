@@ -6,7 +6,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 from generative.metrics import energy_distance
-from generative.samplers import SOLVERS, sample
+from generative.solvers import SOLVERS, sample
 from generative.schedules import flow_sigmas, karras_sigmas, vp_sigmas
 
 SMIN, SMAX, RHO = 0.002, 80.0, 7.0
@@ -107,7 +107,7 @@ def test_sample_quality(mixture2d, reference_samples, solver, grid, options):
 
 def test_float32_sampling_and_registry(mixture2d):
     assert set(SOLVERS) == {"euler", "ddim", "heun", "dpmpp_2m", "euler_maruyama",
-                            "flow_euler", "flow_heun", "genie"}
+                            "flow_euler", "flow_heun", "genie", "cld_sscs", "cld_em", "cld_heun"}
     x_T = 80 * torch.randn(256, 2, generator=torch.Generator().manual_seed(1))
     x = sample(mixture2d.denoise, x_T, karras_sigmas(30), "dpmpp_2m")
     assert x.dtype == torch.float32

@@ -11,7 +11,7 @@ import torch
 from generative.adapters import guided
 from generative.losses import denoising_loss, edm_weight, lognormal_sigmas
 from generative.preconditioning import Preconditioned, edm
-from generative.samplers import sample
+from generative.solvers import sample
 from generative.schedules import karras_sigmas
 from generative.trainer import Trainer
 from generative.unet import Labelled, UNet, drop_labels
