@@ -14,14 +14,43 @@ for monitoring, do not publish them. Noise comes from torch's seeded
 pseudo-random generator, as in opacus's default (non-secure) mode.
 """
 
-import time
-
 import torch
 from torch.utils._pytree import tree_map
 
 from . import privacy
 from .dp import add_noise, clip_and_sum, per_example_gradients, poisson_indices
-from .trainer import Trainer
+from .trainer import Hook, Trainer
+
+#: Settings a resumed run must share with the checkpoint it resumes.
+_RESUME_SETTINGS = ("noise_multiplier", "sample_rate", "delta", "max_grad_norm", "num_examples")
+
+
+class PrivacyAccounting(Hook):
+    """The trainer hook that accounts for DP-SGD: one accountant step per optimiser step, the epsilon
+    spent (and the last batch's size and clipped fraction) in each log record, the accountant's
+    history in the checkpoint (key ``privacy``, with the settings, which a resume must share)."""
+
+    name = "privacy"
+
+    def __init__(self, trainer, mechanism: str):
+        self.trainer = trainer
+        self.accountant = privacy.make_accountant(mechanism)
+
+    def after_step(self, trainer, generator) -> None:
+        self.accountant.step(noise_multiplier=trainer.noise_multiplier, sample_rate=trainer.sample_rate)
+
+    def log_fields(self, trainer) -> dict:
+        return {"epsilon": trainer.epsilon(), **trainer.last_batch}
+
+    def state_dict(self) -> dict:
+        return {**self.trainer.privacy_report(), "accountant_state": self.accountant.state_dict()}
+
+    def load_state_dict(self, state: dict, path) -> None:
+        for key in _RESUME_SETTINGS:
+            if state[key] != getattr(self.trainer, key):
+                raise ValueError(f"checkpoint {path} was trained with {key} = {state[key]}, this "
+                                 f"trainer has {getattr(self.trainer, key)}: use the same privacy settings")
+        self.accountant.load_state_dict(state["accountant_state"])
 
 
 class DPTrainer(Trainer):
@@ -99,8 +128,14 @@ class DPTrainer(Trainer):
         self.sample_rate, self.delta, self.target_epsilon = sample_rate, delta, target_epsilon
         self.noise_multiplier, self.max_grad_norm = float(noise_multiplier), max_grad_norm
         self.noise_draws, self.physical_batch = noise_draws, physical_batch
-        self.accountant = privacy.make_accountant(accountant)
-        self._last = {"batch_size": 0, "clipped_fraction": 0.0}
+        self.privacy = PrivacyAccounting(self, accountant)
+        self.hooks.insert(0, self.privacy)
+        self.last_batch = {"batch_size": 0, "clipped_fraction": 0.0}
+
+    @property
+    def accountant(self):
+        """The opacus accountant holding the privacy history of the steps taken."""
+        return self.privacy.accountant
 
     def epsilon(self):
         """Epsilon spent so far (at ``self.delta``) by the steps taken, 0 before the first."""
@@ -151,34 +186,8 @@ class DPTrainer(Trainer):
         for k, p in params.items():
             p.grad = noisy[k]
         self.optimizer.step()
-        self.update_ema()
-        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
-        self.step += 1
         b = len(indices)
-        self._last = {"batch_size": b, "clipped_fraction": clipped / b if b else 0.0}
+        self.last_batch = {"batch_size": b, "clipped_fraction": clipped / b if b else 0.0}
+        self.finish_step(g)
         grad_norm = torch.sqrt(sum(v.double().pow(2).sum() for v in noisy.values()))
         return (loss_sum / b if b else float("nan")), grad_norm.item()
-
-    def _log(self, loss, grad_norm, start):
-        record = {"step": self.step, "loss": loss, "grad_norm": grad_norm, "epsilon": self.epsilon(),
-                  **self._last, "lr": self.optimizer.param_groups[0]["lr"],
-                  "seconds": time.time() - start}
-        self._write_log(record)
-        return record
-
-    def state_dict(self):
-        return {**super().state_dict(), "privacy": {**self.privacy_report(),
-                                                    "accountant_state": self.accountant.state_dict()}}
-
-    def _load_state(self, state, path):
-        """Restore from a checkpoint of :meth:`save`, including the accountant's history.
-
-        The checkpoint's privacy settings must match this trainer's (``ValueError`` otherwise).
-        """
-        saved = state["privacy"]
-        for key in ("noise_multiplier", "sample_rate", "delta", "max_grad_norm", "num_examples"):
-            if saved[key] != getattr(self, key):
-                raise ValueError(f"checkpoint {path} was trained with {key} = {saved[key]}, this "
-                                 f"trainer has {getattr(self, key)}: use the same privacy settings")
-        super()._load_state(state, path)
-        self.accountant.load_state_dict(saved["accountant_state"])

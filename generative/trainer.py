@@ -1,9 +1,17 @@
-"""A small training loop: Adam, EMA, gradient clipping, atomic checkpoints, JSON logs.
+"""A small training loop: Adam, EMA, gradient clipping, atomic checkpoints, JSON logs, hooks.
 
 The trainer knows nothing about diffusion: it minimises ``loss_fn(model, batch,
 generator) -> [N] or scalar`` over batches from ``batch_fn(step, generator)``.
 Each step gets its own ``torch.Generator`` seeded from ``(seed, step)``, so a run
 resumed from a checkpoint repeats the uninterrupted run exactly (on CPU).
+
+A :class:`Hook` extends the loop without subclassing it: after every optimiser
+step (before the EMA update) its ``after_step(trainer, generator)`` runs (a
+second player's update with its own optimiser, quantised weights written into
+the model, a privacy accountant's step); its ``log_fields(trainer)`` join each
+log record; its ``state_dict()`` is saved in the checkpoint under its ``name``
+and given back to ``load_state_dict(state, path)`` on resume, so a resumed run
+stays identical.
 """
 
 import copy
@@ -14,6 +22,27 @@ import time
 
 import torch
 from tqdm import tqdm
+
+
+class Hook:
+    """Base of trainer hooks; every method is optional (the defaults do nothing)."""
+
+    #: Key of this hook's state in the checkpoint.
+    name = "hook"
+
+    def after_step(self, trainer, generator) -> None:
+        """Runs after the optimiser step and before the EMA update; ``generator`` is the step's own."""
+
+    def log_fields(self, trainer) -> dict:
+        """Extra entries of the log record written at this step."""
+        return {}
+
+    def state_dict(self) -> dict | None:
+        """What a resumed run needs (tensors, numbers, lists, dicts), or None."""
+        return None
+
+    def load_state_dict(self, state: dict, path) -> None:
+        """Restore :meth:`state_dict` read from checkpoint ``path``."""
 
 
 class Trainer:
@@ -32,15 +61,22 @@ class Trainer:
             every ``log_every`` steps (loss averaged over those steps).
         progress: show a tqdm progress bar.
         bf16: run the forward pass under bfloat16 autocast on the model's device.
+        optimizer: ``optimizer(model) -> torch.optim.Optimizer`` for other optimisers or parameter
+            groups (e.g. per-group learning rates); default Adam over all parameters at ``lr``.
+        hooks: :class:`Hook` objects, run in order (names must differ).
     """
 
     def __init__(self, model, loss_fn, batch_fn, *, lr=1e-3, ema_decay=0.999, grad_clip=1.0,
                  seed=0, checkpoint_path=None, checkpoint_every=1000, log_path=None,
-                 log_every=100, progress=False, bf16=False):
+                 log_every=100, progress=False, bf16=False, optimizer=None, hooks=()):
         self.model = model
         self.ema = copy.deepcopy(model).requires_grad_(False)
         self.loss_fn, self.batch_fn = loss_fn, batch_fn
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr) if optimizer is None else optimizer(model)
+        self.hooks = list(hooks)
+        names = [hook.name for hook in self.hooks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"hook names must differ, got {names}")
         self.ema_decay, self.grad_clip, self.seed = ema_decay, grad_clip, seed
         self.checkpoint_path, self.checkpoint_every = checkpoint_path, checkpoint_every
         self.log_path, self.log_every = log_path, log_every
@@ -62,9 +98,15 @@ class Trainer:
         max_norm = float("inf") if self.grad_clip is None else self.grad_clip
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()
+        self.finish_step(g)
+        return loss.item(), grad_norm.item()
+
+    def finish_step(self, generator):
+        """After the optimiser step: the hooks, the EMA update, and the step count."""
+        for hook in self.hooks:
+            hook.after_step(self, generator)
         self.update_ema()
         self.step += 1
-        return loss.item(), grad_norm.item()
 
     @torch.no_grad()
     def update_ema(self):
@@ -94,8 +136,10 @@ class Trainer:
         return records
 
     def _log(self, loss, grad_norm, start):
-        record = {"step": self.step, "loss": loss, "grad_norm": grad_norm,
-                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.time() - start}
+        record = {"step": self.step, "loss": loss, "grad_norm": grad_norm}
+        for hook in self.hooks:
+            record.update(hook.log_fields(self))
+        record.update(lr=self.optimizer.param_groups[0]["lr"], seconds=time.time() - start)
         self._write_log(record)
         return record
 
@@ -128,8 +172,13 @@ class Trainer:
             os.replace(tmp, self.log_path)
 
     def state_dict(self):
-        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "step": self.step}
+        state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "step": self.step}
+        for hook in self.hooks:
+            hook_state = hook.state_dict()
+            if hook_state is not None:
+                state[hook.name] = hook_state
+        return state
 
     def save(self, path):
         """Write a checkpoint atomically (temp file in the same folder, then ``os.replace``)."""
@@ -150,7 +199,13 @@ class Trainer:
         self._trim_log()
 
     def _load_state(self, state, path):
-        """Restore the trainer from checkpoint ``state`` (read from ``path``)."""
+        """Restore the trainer and its hooks from checkpoint ``state`` (read from ``path``); a hook whose
+        state the checkpoint lacks is a ``ValueError``."""
+        for hook in self.hooks:
+            if hook.state_dict() is not None:
+                if hook.name not in state:
+                    raise ValueError(f"checkpoint {path} has no state of the {hook.name!r} hook: it was written by another set-up")
+                hook.load_state_dict(state[hook.name], path)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
