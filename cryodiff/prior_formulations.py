@@ -26,7 +26,7 @@ from __future__ import annotations
 from torch import nn
 
 from generative.formulations import EDM, FORMULATIONS, Formulation
-from generative.networks import ResidualMLP
+from generative.blocks.mlp import ResidualMLP
 
 #: Names ``train-prior --formulation`` accepts, from the engine's table.
 NAMES = tuple(FORMULATIONS)

@@ -18,14 +18,14 @@ from .losses import (denoising_loss, edm_weight, inverse_variance_weight, lognor
                      loguniform_sigmas, vp_training_sigmas)
 from .metrics import energy_distance, mmd
 from .mixtures import GaussianMixture
-from .networks import FourierEmbedding, ResidualMLP
+from .blocks import FourierEmbedding, ResidualMLP
 from .preconditioning import Preconditioned
 from .solvers import SOLVERS, Solver, register, sample
 from . import formulations
 from .schedules import (flow_shift, flow_sigma, flow_sigmas, flow_time, karras_sigmas,
                         resolution_shift, vp_sigma, vp_sigmas, vp_time)
 from .trainer import Trainer
-from .unet import Labelled, UNet, drop_labels
+from .blocks.unet import Labelled, UNet, drop_labels
 from . import privacy
 from .dp import add_noise, clip_and_sum, per_example_gradients, poisson_indices
 from .dp_trainer import DPTrainer

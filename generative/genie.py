@@ -17,7 +17,7 @@ from torch import nn
 from torch.func import jvp
 
 from .adapters import append_dims
-from .networks import FourierEmbedding
+from .blocks.embeddings import FourierEmbedding
 
 
 def eps_and_derivative(denoise, x, sigma):

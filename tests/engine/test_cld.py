@@ -18,7 +18,7 @@ from generative.cld import (CLD, VelocityScore, cld_times, cld_training_times, h
                             sample_sscs)
 from generative.metrics import energy_distance
 from generative.mixtures import GaussianMixture
-from generative.networks import ResidualMLP
+from generative.blocks.mlp import ResidualMLP
 from generative.trainer import Trainer
 
 PROCESS = CLD()

@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 from generative.dp_trainer import DPTrainer
 from generative.losses import denoising_loss, edm_weight, lognormal_sigmas
 from generative.preconditioning import Preconditioned, edm
-from generative.unet import Labelled, UNet, drop_labels
+from generative.blocks.unet import Labelled, UNet, drop_labels
 
 
 def _loss(model, batch, g):

@@ -11,9 +11,9 @@ from generative import privacy
 from generative.dp import add_noise, clip_and_sum, per_example_gradients, poisson_indices
 from generative.dp_trainer import DPTrainer
 from generative.losses import edm_weight
-from generative.networks import ResidualMLP
+from generative.blocks.mlp import ResidualMLP
 from generative.preconditioning import Preconditioned, edm
-from generative.unet import Labelled, UNet
+from generative.blocks.unet import Labelled, UNet
 
 WEIGHT = edm_weight(0.5)
 

@@ -13,7 +13,7 @@ from generative.cld import CLD, VelocityScore, cld_times, cld_training_times, hs
 from generative.flow import flow_matching_loss, logit_normal_times
 from generative.losses import denoising_loss, edm_weight, lognormal_sigmas
 from generative.metrics import energy_distance
-from generative.networks import ResidualMLP
+from generative.blocks.mlp import ResidualMLP
 from generative.preconditioning import Preconditioned, edm
 from generative.solvers import sample
 from generative.schedules import flow_sigmas, karras_sigmas

@@ -14,7 +14,7 @@ from generative.preconditioning import Preconditioned, edm
 from generative.solvers import sample
 from generative.schedules import karras_sigmas
 from generative.trainer import Trainer
-from generative.unet import Labelled, UNet, drop_labels
+from generative.blocks.unet import Labelled, UNet, drop_labels
 
 CORNERS = [(1, 1), (1, 4), (4, 1), (4, 4)]
 STEPS = 600

@@ -1,26 +1,13 @@
-"""Networks for vector data: Fourier time embedding and a residual MLP.
+"""The residual MLP for vector data (the latent prior's network).
 
 Networks take ``(x [N, d], c_noise [N])`` where ``c_noise`` is the scalar noise
 conditioning chosen by the preconditioning (e.g. ``log(sigma) / 4`` for EDM or
 the flow time t in [0, 1]).
 """
 
-import math
-
-import torch
 from torch import nn
 
-
-class FourierEmbedding(nn.Module):
-    """Random Fourier features ``[cos(2 pi f c), sin(2 pi f c)]`` of a scalar, ``f ~ N(0, scale^2)`` (fixed)."""
-
-    def __init__(self, dim, scale=4.0):
-        super().__init__()
-        self.register_buffer("freqs", torch.randn(dim // 2) * scale)
-
-    def forward(self, c):
-        arg = 2 * math.pi * c.to(self.freqs.dtype)[:, None] * self.freqs
-        return torch.cat([arg.cos(), arg.sin()], dim=1)
+from .embeddings import FourierEmbedding
 
 
 class ResidualBlock(nn.Module):

@@ -3,7 +3,7 @@
 ``UNet(x [N, C, H, W], c_noise [N], labels [N] or None) -> [N, C_out, H, W]``;
 ``H`` and ``W`` must be divisible by ``2 ** (len(mults) - 1)``. ``c_noise`` is the
 scalar noise conditioning of the preconditioning (as for
-:class:`generative.networks.ResidualMLP`). Class labels are integers in
+:class:`generative.blocks.mlp.ResidualMLP`). Class labels are integers in
 ``[0, num_classes)``; the extra index ``num_classes`` is the null class
 (``labels=None`` means null for the whole batch), whose embedding the
 unconditional branch of classifier-free guidance uses. Wrap with
@@ -14,7 +14,7 @@ unconditional branch of classifier-free guidance uses. Wrap with
 import torch
 from torch import nn
 
-from .networks import FourierEmbedding
+from .embeddings import FourierEmbedding
 
 
 def _norm(channels, groups):

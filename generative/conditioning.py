@@ -1,0 +1,138 @@
+"""Conditioning: embedders turn a batch's conditions into the ``cond`` dict networks read.
+
+The dict has up to three entries, each with leading dimension ``N``:
+
+* ``"vector"`` ``[N, D]``: global conditions (a class, scalars such as a crop
+  offset or an fps label, a pooled text embedding); embedders' outputs are
+  concatenated along ``D``;
+* ``"tokens"`` ``[N, L, D]``: sequences for cross- or joint attention (text
+  tokens); concatenated along ``L`` (equal ``D`` required);
+* ``"concat"`` ``[N, C, ...]``: maps stacked onto the network's input channels
+  (a conditioning frame's latent); concatenated along ``C``.
+
+A :class:`Conditioner` holds embedders, each reading one key of the batch dict
+and writing one of those entries, each with its own drop rate: during training
+an example's embedding is replaced by zeros with that probability (per
+embedder, independently), so one network learns the conditional and the
+unconditional model for classifier-free guidance (:func:`cfg`). As in
+Stability's ``sgm`` ``GeneralConditioner``, the unconditional branch is the
+zero embedding: :meth:`Conditioner.unconditional` zeroes exactly the named
+keys and keeps the others (e.g. guidance on the text but not on the image size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .blocks.embeddings import sinusoidal
+
+#: The entries of a ``cond`` dict and the dimension their parts are concatenated along.
+OUTPUTS = {"vector": 1, "tokens": 1, "concat": 1}
+
+
+class Embedder(nn.Module):
+    """One condition: reads ``batch[key]`` and returns a tensor for entry ``output`` of the cond dict;
+    ``drop_rate``: probability that training replaces an example's embedding with zeros."""
+
+    def __init__(self, key: str, output: str, drop_rate: float = 0.0):
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose from {tuple(OUTPUTS)}")
+        if not 0.0 <= drop_rate <= 1.0:
+            raise ValueError(f"drop_rate {drop_rate} is not a probability")
+        self.key, self.output, self.drop_rate = key, output, drop_rate
+
+
+class ClassEmbedder(Embedder):
+    """Integer labels ``[N]`` in ``[0, num_classes)`` -> learned vectors ``[N, dim]`` (``"vector"``)."""
+
+    def __init__(self, key: str, num_classes: int, dim: int, drop_rate: float = 0.0):
+        super().__init__(key, "vector", drop_rate)
+        self.table = nn.Embedding(num_classes, dim)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.table(labels.long())
+
+
+class ScalarEmbedder(Embedder):
+    """Several scalars ``[N, k]`` (e.g. original size, crop top/left, fps) -> each embedded with
+    :func:`sinusoidal` to ``dim`` values and concatenated, ``[N, k * dim]`` (``"vector"``); no parameters."""
+
+    def __init__(self, key: str, dim: int, drop_rate: float = 0.0):
+        super().__init__(key, "vector", drop_rate)
+        if dim % 2:
+            raise ValueError(f"dim {dim} must be even")
+        self.dim = dim
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        values = values.reshape(len(values), -1)
+        return torch.cat([sinusoidal(values[:, j], self.dim) for j in range(values.shape[1])], dim=1)
+
+
+class Identity(Embedder):
+    """A tensor given as it is (precomputed text tokens, an image latent to concatenate)."""
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+
+class Conditioner(nn.Module):
+    """Embedders -> the ``cond`` dict (see module doc).
+
+    ``conditioner(batch, generator=None)`` embeds ``batch[embedder.key]`` with every embedder and,
+    in training mode, zeroes each example's embedding with the embedder's drop rate (random
+    numbers from ``generator``); in eval mode nothing is dropped.
+    """
+
+    def __init__(self, embedders: Iterable[Embedder]):
+        super().__init__()
+        self.embedders = nn.ModuleList(embedders)
+        keys = [e.key for e in self.embedders]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"two embedders read the same key: {keys}")
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+        return self._embed(batch, zero=(), generator=generator)
+
+    def unconditional(self, batch: dict, zero: Iterable[str] | None = None) -> dict:
+        """The cond dict with the embeddings of the keys in ``zero`` (default: every embedder whose drop
+        rate is above 0, the conditions guidance acts on) replaced by zeros, nothing dropped at random."""
+        if zero is None:
+            zero = [e.key for e in self.embedders if e.drop_rate > 0]
+        zero = set(zero)
+        unknown = zero - {e.key for e in self.embedders}
+        if unknown:
+            raise ValueError(f"no embedder reads {sorted(unknown)}")
+        return self._embed(batch, zero=zero, generator=None, drop=False)
+
+    def _embed(self, batch: dict, zero, generator, drop: bool | None = None) -> dict:
+        drop = self.training if drop is None else drop
+        parts: dict[str, list[torch.Tensor]] = {}
+        for embedder in self.embedders:
+            if embedder.key not in batch:
+                raise KeyError(f"the batch has no {embedder.key!r} (keys: {sorted(batch)})")
+            emb = embedder(batch[embedder.key])
+            if embedder.key in zero:
+                emb = torch.zeros_like(emb)
+            elif drop and embedder.drop_rate > 0:
+                keep = torch.rand(len(emb), generator=generator, device=emb.device) >= embedder.drop_rate
+                emb = emb * keep.reshape(-1, *([1] * (emb.ndim - 1))).to(emb.dtype)
+            parts.setdefault(embedder.output, []).append(emb)
+        return {name: torch.cat(tensors, dim=OUTPUTS[name]) for name, tensors in parts.items()}
+
+
+def cfg(denoise, uncond: dict, scale: float):
+    """Classifier-free guidance on a conditional denoiser ``denoise(x, sigma, cond)``:
+    ``D(x, sigma, uncond) + scale (D(x, sigma, cond) - D(x, sigma, uncond))``, as a denoiser
+    ``(x, sigma, cond) -> x0_hat`` for any solver (pass ``cond=`` to :func:`generative.sample`).
+    ``uncond`` is :meth:`Conditioner.unconditional` of the same batch; scale 1 is the conditional
+    model, 0 the unconditional one."""
+
+    def guided_denoise(x, sigma, cond):
+        d_u = denoise(x, sigma, uncond)
+        return d_u + scale * (denoise(x, sigma, cond) - d_u)
+
+    return guided_denoise
