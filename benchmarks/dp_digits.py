@@ -3,7 +3,8 @@
 Fixed stratified split of ``load_digits`` (1797 images): 360 held-out test
 digits, 1437 training digits; pixels 0..16 scaled to [-1, 1] (a public,
 data-independent scaling). A class-conditional EDM denoiser
-(``Preconditioned(Labelled(UNet))``, labels dropped with probability
+(a UNet with ``vector_dim`` under ``Preconditioned``, the class embedded by a
+``Conditioner`` whose ``ClassEmbedder`` drops it with probability
 ``--p-uncond`` for classifier-free guidance) is trained three times on the
 training digits: without privacy (``generative.Trainer``, ``--non-private-steps``
 steps, batches of ``sample_rate * N`` drawn with replacement, EDM's training
@@ -46,8 +47,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
-from generative import (DPTrainer, Labelled, Preconditioned, Trainer, UNet, denoising_loss, drop_labels,
-                        edm_weight, guided, karras_sigmas, lognormal_sigmas, privacy, sample)
+from generative import (DPTrainer, Preconditioned, Trainer, UNet, denoising_loss, edm_weight, karras_sigmas,
+                        lognormal_sigmas, privacy, sample)
+from generative.conditioning import ClassEmbedder, Conditioner, cfg
 from generative.preconditioning import edm
 
 SIGMA_DATA = 0.5
@@ -64,25 +66,25 @@ def digits_split(test_size=360, seed=0):
     return x[train], y[train], x[test], y[test]
 
 
-def make_model(base, mults, seed):
+def make_model(base, mults, seed, p_uncond):
+    """``{"denoiser": Preconditioned(UNet), "classes": Conditioner}``: the trained module (the class table
+    trains with the network); the class embedding is dropped with probability ``p_uncond``."""
     torch.manual_seed(seed)
-    unet = UNet(1, 1, base=base, mults=tuple(mults), time_embed_dim=32, num_classes=CLASSES)
-    return Preconditioned(Labelled(unet), edm(SIGMA_DATA))
+    unet = UNet(1, 1, base=base, mults=tuple(mults), time_embed_dim=32, vector_dim=32)
+    return torch.nn.ModuleDict({"denoiser": Preconditioned(unet, edm(SIGMA_DATA)),
+                                "classes": Conditioner([ClassEmbedder("label", CLASSES, 32, drop_rate=p_uncond)])})
 
 
-def conditional_loss(p_uncond, p_mean=-1.2, p_std=1.2):
-    """EDM loss of ``Preconditioned(Labelled(unet))`` on ``(x0, labels)``, labels dropped with ``p_uncond``.
-
-    Training noise levels: ``ln sigma ~ N(p_mean, p_std^2)``.
-    """
+def conditional_loss(p_mean=-1.2, p_std=1.2):
+    """EDM loss of the model of :func:`make_model` on ``(x0, labels)``; training noise levels
+    ``ln sigma ~ N(p_mean, p_std^2)``."""
     weight = edm_weight(SIGMA_DATA)
 
     def loss_fn(model, batch, g):
         x0, labels = batch
-        labels = drop_labels(labels, p_uncond, CLASSES, generator=g)
-        denoise = Preconditioned(Labelled(model.net.unet, labels), model.coefficients)
+        cond = model["classes"]({"label": labels}, generator=g)
         sigmas = lognormal_sigmas(len(x0), p_mean, p_std, generator=g, device=x0.device)
-        return denoising_loss(denoise, x0, sigmas, weight, generator=g)
+        return denoising_loss(model["denoiser"], x0, sigmas, weight, generator=g, cond=cond)
 
     return loss_fn
 
@@ -90,14 +92,13 @@ def conditional_loss(p_uncond, p_mean=-1.2, p_std=1.2):
 @torch.no_grad()
 def synthesize(model, per_class, steps, guidance, seed):
     """``per_class`` digits of every class from ``model`` (EMA), as ``(x [n, 64] in [-1, 1], y [n])``."""
-    unet, coefficients = model.net.unet, model.coefficients
-    device = next(unet.parameters()).device
+    device = next(model.parameters()).device
     labels = torch.arange(CLASSES, device=device).repeat_interleave(per_class)
-    cond = Preconditioned(Labelled(unet, labels), coefficients)
-    uncond = Preconditioned(Labelled(unet, None), coefficients)
+    classes = model["classes"].eval()
+    cond, uncond = classes({"label": labels}), classes.unconditional({"label": labels})
     sigmas = karras_sigmas(steps, sigma_max=80.0).float()
     x_T = sigmas[0] * torch.randn(len(labels), 1, 8, 8, generator=torch.Generator().manual_seed(seed))
-    x = sample(guided(cond, uncond, guidance), x_T.to(device), sigmas.to(device), "heun")
+    x = sample(cfg(model["denoiser"], uncond, guidance), x_T.to(device), sigmas.to(device), "heun", cond=cond)
     return x.clamp(-1, 1).flatten(1).cpu(), labels.cpu()
 
 
@@ -136,9 +137,9 @@ def frechet(a, b):
 
 def train(args, x, y, epsilon):
     """EMA denoiser trained without privacy (``epsilon=None``) or with DP-SGD; ``(ema, info)``."""
-    model = make_model(args.base, args.mults, args.seed).to(args.device)
+    model = make_model(args.base, args.mults, args.seed, args.p_uncond).to(args.device)
     p_mean = args.p_mean if epsilon is None else args.dp_p_mean
-    loss_fn = conditional_loss(args.p_uncond, p_mean, args.p_std)
+    loss_fn = conditional_loss(p_mean, args.p_std)
     x, y = x.to(args.device), y.to(args.device)
     start = time.perf_counter()
     if epsilon is None:

@@ -25,14 +25,14 @@ from . import formulations
 from .schedules import (flow_shift, flow_sigma, flow_sigmas, flow_time, karras_sigmas,
                         resolution_shift, vp_sigma, vp_sigmas, vp_time)
 from .trainer import Trainer
-from .blocks.unet import Labelled, UNet, drop_labels
+from .blocks.unet import UNet
 from . import privacy
 from .dp import add_noise, clip_and_sum, per_example_gradients, poisson_indices
 from .dp_trainer import DPTrainer
 
 __all__ = [
     "SOLVERS", "Solver", "register", "formulations", "FourierEmbedding", "GaussianMixture", "GenieHead", "Preconditioned", "ResidualMLP",
-    "Trainer", "UNet", "Labelled", "drop_labels", "denoising_loss", "edm_weight", "encode", "energy_distance", "eps_and_derivative",
+    "Trainer", "UNet", "denoising_loss", "edm_weight", "encode", "energy_distance", "eps_and_derivative",
     "flow_matching_loss", "flow_shift", "flow_sigma", "flow_sigmas", "flow_time", "from_eps",
     "from_v", "from_velocity", "genie_distillation_loss", "guided", "inverse_variance_weight",
     "karras_sigmas", "log_likelihood", "logit_normal_times", "lognormal_sigmas",

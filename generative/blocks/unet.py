@@ -1,14 +1,15 @@
-"""A small UNet for images, with optional class conditioning for classifier-free guidance.
+"""A small UNet for images, with optional vector conditioning for classifier-free guidance.
 
-``UNet(x [N, C, H, W], c_noise [N], labels [N] or None) -> [N, C_out, H, W]``;
-``H`` and ``W`` must be divisible by ``2 ** (len(mults) - 1)``. ``c_noise`` is the
-scalar noise conditioning of the preconditioning (as for
-:class:`generative.blocks.mlp.ResidualMLP`). Class labels are integers in
-``[0, num_classes)``; the extra index ``num_classes`` is the null class
-(``labels=None`` means null for the whole batch), whose embedding the
-unconditional branch of classifier-free guidance uses. Wrap with
-:class:`Labelled` to get the two-argument ``net(x, c_noise)`` that
-:class:`generative.preconditioning.Preconditioned` expects.
+``UNet(x [N, C, H, W], c_noise [N], cond=None) -> [N, C_out, H, W]``; ``H`` and
+``W`` must be divisible by ``2 ** (len(mults) - 1)``. ``c_noise`` is the scalar
+noise conditioning of the preconditioning (as for
+:class:`generative.blocks.mlp.ResidualMLP`). With ``vector_dim``, the
+conditioning dict's ``"vector"`` ``[N, vector_dim]`` (e.g. a class embedding
+from :class:`generative.conditioning.ClassEmbedder`) is projected and added to
+the time embedding; no ``cond`` (or a zero vector, what
+:meth:`generative.conditioning.Conditioner.unconditional` gives) is the
+unconditional model. :class:`generative.preconditioning.Preconditioned` passes
+``cond`` through.
 """
 
 import torch
@@ -50,21 +51,20 @@ class UNet(nn.Module):
         mults: channel multipliers; every level after the first halves ``H`` and ``W``
             (strided 3x3 convolution down, nearest-neighbour upsampling plus 3x3 convolution up).
         time_embed_dim: width of the Fourier embedding of ``c_noise`` and its MLP.
-        num_classes: ``None`` for an unconditional network, else the number of classes;
-            the class embedding (``num_classes + 1`` rows, last = null) is added to the
-            time embedding.
+        vector_dim: ``None`` for an unconditional network, else the width of ``cond["vector"]``,
+            projected linearly and added to the time embedding.
         embed_scale: standard deviation of the Fourier frequencies.
         groups: GroupNorm groups (fewer where a layer has fewer channels).
     """
 
     def __init__(self, in_channels, out_channels, base=32, mults=(1, 2), time_embed_dim=128,
-                 num_classes=None, embed_scale=4.0, groups=8):
+                 vector_dim=None, embed_scale=4.0, groups=8):
         super().__init__()
-        self.num_classes = num_classes
+        self.vector_dim = vector_dim
         e = time_embed_dim
         self.embed = nn.Sequential(FourierEmbedding(e, embed_scale), nn.Linear(e, e), nn.SiLU(),
                                    nn.Linear(e, e))
-        self.label_embed = None if num_classes is None else nn.Embedding(num_classes + 1, e)
+        self.vector_embed = None if vector_dim is None else nn.Linear(vector_dim, e)
         widths = [base * m for m in mults]
         self.inp = nn.Conv2d(in_channels, widths[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -88,21 +88,22 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def embedding(self, c_noise, labels=None):
-        """Time embedding ``[N, time_embed_dim]`` plus the class embedding (null where ``labels`` is None)."""
+    def embedding(self, c_noise, cond=None):
+        """Time embedding ``[N, time_embed_dim]`` plus the projected ``cond["vector"]`` (zeros without one)."""
         emb = self.embed(c_noise)
-        if self.label_embed is not None:
-            if labels is None:
-                labels = torch.full((len(c_noise),), self.num_classes, device=emb.device)
-            emb = emb + self.label_embed(labels)
-        elif labels is not None:
-            raise ValueError("labels given to an unconditional UNet (num_classes=None)")
+        vector = None if cond is None else cond.get("vector")
+        if self.vector_embed is not None:
+            if vector is None:
+                vector = emb.new_zeros(len(emb), self.vector_dim)
+            emb = emb + self.vector_embed(vector.to(emb.dtype))
+        elif vector is not None:
+            raise ValueError("a conditioning vector given to an unconditional UNet (vector_dim=None)")
         return emb
 
-    def forward(self, x, c_noise, labels=None):
+    def forward(self, x, c_noise, cond=None):
         dtype = x.dtype
         x = x.to(self.inp.weight.dtype)
-        emb = nn.functional.silu(self.embedding(c_noise, labels))
+        emb = nn.functional.silu(self.embedding(c_noise, cond))
         h = self.inp(x)
         skips = []
         for i, block in enumerate(self.down):
@@ -117,24 +118,3 @@ class UNet(nn.Module):
             if i < len(self.upsample):
                 h = self.upsample[i](h)
         return self.out(h).to(dtype)
-
-
-class Labelled(nn.Module):
-    """``net(x, c_noise)`` for :class:`~generative.preconditioning.Preconditioned`: a UNet with fixed labels.
-
-    ``labels`` is ``[N]`` (matching the batch) or ``None`` for the null class.
-    """
-
-    def __init__(self, unet, labels=None):
-        super().__init__()
-        self.unet = unet
-        self.labels = labels
-
-    def forward(self, x, c_noise):
-        return self.unet(x, c_noise, self.labels)
-
-
-def drop_labels(labels, p, null, generator=None):
-    """Replace each label by the null class ``null`` with probability ``p`` (guidance training)."""
-    drop = torch.rand(labels.shape, generator=generator, device=labels.device) < p
-    return torch.where(drop, torch.full_like(labels, null), labels)

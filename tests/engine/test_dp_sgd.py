@@ -13,7 +13,8 @@ from generative.dp_trainer import DPTrainer
 from generative.losses import edm_weight
 from generative.blocks.mlp import ResidualMLP
 from generative.preconditioning import Preconditioned, edm
-from generative.blocks.unet import Labelled, UNet
+from generative.blocks.unet import UNet
+from generative.conditioning import ClassEmbedder, Conditioner
 
 WEIGHT = edm_weight(0.5)
 
@@ -34,11 +35,12 @@ def _fixed_draw_loss(model, batch, generator):
     return WEIGHT(sigma) * ((model(x0 + s * noise, sigma) - x0) ** 2).flatten(1).mean(1)
 
 
-def _labelled_loss(model, batch, generator):
-    """As :func:`_fixed_draw_loss` for ``Preconditioned(Labelled(unet))`` with labels in the batch."""
+def _class_loss(model, batch, generator):
+    """As :func:`_fixed_draw_loss` for a class-conditional denoiser: ``model["denoiser"]`` reads the
+    ``cond`` that ``model["classes"]`` makes of the labels in the batch."""
     x0, labels, sigma, noise = batch
-    denoise = Preconditioned(Labelled(model.net.unet, labels), model.coefficients)
-    return _fixed_draw_loss(denoise, (x0, sigma, noise), generator)
+    cond = model["classes"]({"label": labels})
+    return _fixed_draw_loss(lambda x, s: model["denoiser"](x, s, cond), (x0, sigma, noise), generator)
 
 
 def _mlp():
@@ -48,8 +50,10 @@ def _mlp():
 
 def _unet():
     torch.manual_seed(0)
-    unet = UNet(1, 1, base=8, mults=(1, 2), time_embed_dim=16, num_classes=3, groups=4)
-    return _perturbed(Preconditioned(Labelled(unet), edm(0.5)), 2)
+    unet = UNet(1, 1, base=8, mults=(1, 2), time_embed_dim=16, vector_dim=8, groups=4)
+    model = torch.nn.ModuleDict({"denoiser": Preconditioned(unet, edm(0.5)),
+                                 "classes": Conditioner([ClassEmbedder("label", 4, 8)])})
+    return _perturbed(model, 2)
 
 
 def _vector_batch(b, seed=3, scale=None):
@@ -74,8 +78,8 @@ def _opacus_per_example(model, loss_fn, batch):
 
 @pytest.mark.filterwarnings("ignore:Full backward hook")
 @pytest.mark.parametrize("net, loss_fn, make_batch", [(_mlp, _fixed_draw_loss, _vector_batch),
-                                                      (_unet, _labelled_loss, _image_batch)],
-                         ids=["ResidualMLP", "Labelled-UNet"])
+                                                      (_unet, _class_loss, _image_batch)],
+                         ids=["ResidualMLP", "class-conditional-UNet"])
 def test_per_example_gradients_equal_opacus_grad_sample_module(net, loss_fn, make_batch):
     batch = make_batch(7)
     ours, losses = per_example_gradients(net(), loss_fn, batch)
