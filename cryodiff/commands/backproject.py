@@ -48,11 +48,12 @@ def run(args) -> None:
 
 def half_sets(meta, indices: np.ndarray) -> np.ndarray:
     """Half set (0/1) of every particle of ``meta`` (:func:`recon.backproject.gold_standard_halves`), logged."""
+    from cryodiff.selection import half_source
     from recon.backproject import gold_standard_halves
 
     file_halves = meta.half_sets()
     if file_halves is not None:
-        log.info("half maps follow the file's half sets (%s)", "rlnRandomSubset" if "rlnRandomSubset" in meta.table.columns else "alignments3D/split")
+        log.info("half maps follow the file's half sets (%s)", half_source(meta))
     return gold_standard_halves(file_halves, len(meta), indices)
 
 
