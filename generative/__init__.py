@@ -16,7 +16,7 @@ from .genie import GenieHead, eps_and_derivative, genie_distillation_loss
 from .likelihood import encode, log_likelihood
 from .losses import (denoising_loss, edm_weight, inverse_variance_weight, lognormal_sigmas,
                      loguniform_sigmas, vp_training_sigmas)
-from .metrics import energy_distance, mmd
+from .metrics import energy_distance, frechet_distance, mmd
 from .mixtures import GaussianMixture
 from .blocks import FourierEmbedding, ResidualMLP
 from .preconditioning import Preconditioned
@@ -26,6 +26,10 @@ from .schedules import (flow_shift, flow_sigma, flow_sigmas, flow_time, karras_s
                         resolution_shift, vp_sigma, vp_sigmas, vp_time)
 from .trainer import Trainer
 from .blocks.unet import UNet
+from .blocks.mmdit import MMDiT
+from .autoencoder import AutoencoderKL
+from .latent_diffusion import LatentDiffusion
+from .img2img import handoff, sdedit
 from . import privacy
 from .dp import add_noise, clip_and_sum, per_example_gradients, poisson_indices
 from .dp_trainer import DPTrainer
@@ -38,6 +42,8 @@ __all__ = [
     "karras_sigmas", "log_likelihood", "logit_normal_times", "lognormal_sigmas",
     "loguniform_sigmas", "mmd", "resolution_shift", "sample", "vp_sigma", "vp_sigmas",
     "vp_time", "vp_training_sigmas",
+    # image latent diffusion (see docs/image_ldm.md)
+    "AutoencoderKL", "LatentDiffusion", "MMDiT", "frechet_distance", "handoff", "sdedit",
     # critically damped Langevin diffusion (state (x, v); see generative.cld)
     "CLD", "VelocityScore", "cld_pf_ode_drift", "cld_times", "cld_training_times",
     "gaussian_velocity_score", "hsm_loss", "mixture_velocity_score", "sample_cld_euler_maruyama",

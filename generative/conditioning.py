@@ -11,10 +11,15 @@ The dict has up to three entries, each with leading dimension ``N``:
   (a conditioning frame's latent); concatenated along ``C``.
 
 A :class:`Conditioner` holds embedders, each reading one key of the batch dict
-and writing one of those entries, each with its own drop rate: during training
-an example's embedding is replaced by zeros with that probability (per
-embedder, independently), so one network learns the conditional and the
-unconditional model for classifier-free guidance (:func:`cfg`). As in
+and writing one of those entries (or several: :class:`TextEmbedder` writes the
+text's tokens and its pooled vector), each with its own drop rate: during
+training an example's embedding (all of its parts) is replaced by zeros with
+that probability (per embedder, independently), so one network learns the
+conditional and the unconditional model for classifier-free guidance
+(:func:`cfg`). SDXL's conditioning is a :class:`TextEmbedder` plus one
+:class:`ScalarEmbedder` each for the original size, the crop's top-left corner
+and the target size (``[N, 2]`` each), its ``"vector"`` the pooled text followed
+by the sinusoidal embeddings of the six scalars. As in
 Stability's ``sgm`` ``GeneralConditioner``, the unconditional branch is the
 zero embedding: :meth:`Conditioner.unconditional` zeroes exactly the named
 keys and keeps the others (e.g. guidance on the text but not on the image size).
@@ -28,22 +33,35 @@ import torch
 from torch import nn
 
 from .blocks.embeddings import sinusoidal
+from .text import TextEncoder
 
 #: The entries of a ``cond`` dict and the dimension their parts are concatenated along.
 OUTPUTS = {"vector": 1, "tokens": 1, "concat": 1}
 
 
 class Embedder(nn.Module):
-    """One condition: reads ``batch[key]`` and returns a tensor for entry ``output`` of the cond dict;
-    ``drop_rate``: probability that training replaces an example's embedding with zeros."""
+    """One condition: reads ``batch[key]`` and returns a tensor for entry ``output`` of the cond dict, or,
+    when ``output`` is a tuple of entries, a dict ``{entry: tensor}`` with exactly those entries;
+    ``drop_rate``: probability that training replaces an example's embedding (every part) with zeros."""
 
-    def __init__(self, key: str, output: str, drop_rate: float = 0.0):
+    def __init__(self, key: str, output: str | tuple[str, ...], drop_rate: float = 0.0):
         super().__init__()
-        if output not in OUTPUTS:
-            raise ValueError(f"unknown output {output!r}; choose from {tuple(OUTPUTS)}")
+        outputs = (output,) if isinstance(output, str) else tuple(output)
+        for name in outputs:
+            if name not in OUTPUTS:
+                raise ValueError(f"unknown output {name!r}; choose from {tuple(OUTPUTS)}")
         if not 0.0 <= drop_rate <= 1.0:
             raise ValueError(f"drop_rate {drop_rate} is not a probability")
-        self.key, self.output, self.drop_rate = key, output, drop_rate
+        self.key, self.outputs, self.drop_rate = key, outputs, drop_rate
+
+    def parts(self, value) -> dict[str, torch.Tensor]:
+        """``{output: embedding}`` of ``value``, checked against the declared outputs."""
+        embs = self(value)
+        if not isinstance(embs, dict):
+            embs = {self.outputs[0]: embs}
+        if set(embs) != set(self.outputs):
+            raise ValueError(f"the embedder of {self.key!r} returned {sorted(embs)}, not its outputs {sorted(self.outputs)}")
+        return embs
 
 
 class ClassEmbedder(Embedder):
@@ -77,6 +95,19 @@ class Identity(Embedder):
 
     def forward(self, value: torch.Tensor) -> torch.Tensor:
         return value
+
+
+class TextEmbedder(Embedder):
+    """Token ids ``[N, L]`` -> a :class:`generative.text.TextEncoder`'s ``tokens`` ``[N, L, dim]``
+    (``"tokens"``) and ``pooled`` ``[N, dim]`` (``"vector"``), dropped and zeroed together."""
+
+    def __init__(self, key: str, encoder: TextEncoder, drop_rate: float = 0.0):
+        super().__init__(key, ("tokens", "vector"), drop_rate)
+        self.encoder = encoder
+
+    def forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens, pooled = self.encoder(ids)
+        return {"tokens": tokens, "vector": pooled}
 
 
 class Conditioner(nn.Module):
@@ -114,13 +145,16 @@ class Conditioner(nn.Module):
         for embedder in self.embedders:
             if embedder.key not in batch:
                 raise KeyError(f"the batch has no {embedder.key!r} (keys: {sorted(batch)})")
-            emb = embedder(batch[embedder.key])
+            embs = embedder.parts(batch[embedder.key])
             if embedder.key in zero:
-                emb = torch.zeros_like(emb)
+                embs = {name: torch.zeros_like(emb) for name, emb in embs.items()}
             elif drop and embedder.drop_rate > 0:
-                keep = torch.rand(len(emb), generator=generator, device=emb.device) >= embedder.drop_rate
-                emb = emb * keep.reshape(-1, *([1] * (emb.ndim - 1))).to(emb.dtype)
-            parts.setdefault(embedder.output, []).append(emb)
+                first = embs[embedder.outputs[0]]
+                keep = torch.rand(len(first), generator=generator, device=first.device) >= embedder.drop_rate
+                embs = {name: emb * keep.reshape(-1, *([1] * (emb.ndim - 1))).to(emb.dtype)
+                        for name, emb in embs.items()}
+            for name in embedder.outputs:
+                parts.setdefault(name, []).append(embs[name])
         return {name: torch.cat(tensors, dim=OUTPUTS[name]) for name, tensors in parts.items()}
 
 

@@ -72,9 +72,12 @@ class JointAttention(nn.Module):
     """SD3's joint attention: two streams ``x [N, L_x, dim_x]`` (image tokens) and ``c [N, L_c, dim_c]``
     (text tokens), each with its own query/key/value and output projections, attend over their
     concatenated sequence (one attention, every token sees every token). Returns ``(x', c')``.
-    ``mask`` (``[N, L_c]``) masks padded text tokens as keys."""
+    ``mask`` (``[N, L_c]``) masks padded text tokens as keys. ``context_out=False`` (the last block of
+    an MMDiT, whose text stream is not read again) drops the text output projection and returns
+    ``(x', None)``."""
 
-    def __init__(self, dim_x: int, dim_c: int, heads: int, width: int | None = None, qk_norm: bool = False):
+    def __init__(self, dim_x: int, dim_c: int, heads: int, width: int | None = None, qk_norm: bool = False,
+                 context_out: bool = True):
         super().__init__()
         width = width or dim_x
         if width % heads:
@@ -82,7 +85,8 @@ class JointAttention(nn.Module):
         self.heads = heads
         self.qkv_x, self.qkv_c = nn.Linear(dim_x, 3 * width), nn.Linear(dim_c, 3 * width)
         self.norm_x, self.norm_c = QKNorm(width // heads, qk_norm), QKNorm(width // heads, qk_norm)
-        self.out_x, self.out_c = nn.Linear(width, dim_x), nn.Linear(width, dim_c)
+        self.out_x = nn.Linear(width, dim_x)
+        self.out_c = nn.Linear(width, dim_c) if context_out else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, mask: torch.Tensor | None = None):
         qx, kx, vx = (_heads(t, self.heads) for t in self.qkv_x(x).chunk(3, dim=-1))
@@ -94,4 +98,5 @@ class JointAttention(nn.Module):
         if mask is not None:
             full_mask = torch.cat([torch.ones(len(x), x.shape[1], dtype=torch.bool, device=x.device), mask], dim=1)
         out = _merge(_attend(q, k, v, full_mask))
-        return self.out_x(out[:, : x.shape[1]]), self.out_c(out[:, x.shape[1]:])
+        out_c = None if self.out_c is None else self.out_c(out[:, x.shape[1]:])
+        return self.out_x(out[:, : x.shape[1]]), out_c

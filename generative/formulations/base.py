@@ -34,17 +34,21 @@ class Formulation:
         return solver, steps
 
     @torch.no_grad()
-    def draw(self, model, n: int, dim: int, solver: str, steps: int, generator: torch.Generator,
+    def draw(self, model, n: int, dim: int | tuple[int, ...], solver: str, steps: int, generator: torch.Generator,
              cond=None, callback=None) -> torch.Tensor:
-        """``n`` samples ``[n, dim]`` (float32) of the trained ``model`` (as :meth:`wrap` made it) with the
-        registered ``solver`` over ``steps`` intervals of :meth:`grid`; noise from ``generator``."""
+        """``n`` samples ``[n, dim]`` (or ``[n, *dim]`` for a shape such as an image latent's ``(C, H, W)``;
+        float32) of the trained ``model`` (as :meth:`wrap` made it) with the registered ``solver`` over
+        ``steps`` intervals of :meth:`grid`; noise from ``generator``."""
         grid = self.grid(solver, steps)
         x_T = self.start(grid, n, dim, model, generator)
         options = {"cond": cond, "callback": callback}
         if solvers.get(solver).stochastic:
             options["generator"] = generator
-        out = solvers.sample(self.sampled(model), x_T, grid, solver, **options)
-        return out[:, :dim]
+        return self.data_part(solvers.sample(self.sampled(model), x_T, grid, solver, **options), dim)
+
+    def data_part(self, state: torch.Tensor, dim) -> torch.Tensor:
+        """The data in a solver's final state (all of it; CLD's state also holds velocities)."""
+        return state
 
     def sampled(self, model):
         """What the solvers integrate: the denoiser (the velocity score for CLD)."""

@@ -51,5 +51,11 @@ class CriticallyDamped(Formulation):
         return cld_times(steps, self.t_min)
 
     def start(self, grid, n, dim, model, generator):
-        """``cat(x_T, v_T)`` drawn from the stationary law, ``[n, 2 dim]``."""
+        """``cat(x_T, v_T)`` drawn from the stationary law, ``[n, 2 dim]`` (vectors only)."""
+        if not isinstance(dim, int):
+            raise ValueError("the CLD formulation samples vectors [n, dim]; give dim as an int")
         return torch.cat(model.process.prior(n, dim, generator=generator), dim=1)
+
+    def data_part(self, state, dim):
+        """``x`` of the final ``(x, v)``."""
+        return state[:, :dim]

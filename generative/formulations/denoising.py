@@ -70,9 +70,10 @@ class EDM(Formulation):
         """The Karras grid of ``steps`` intervals (float64, ending in 0)."""
         return karras_sigmas(steps, self.sigma_min, self.sigma_max, self.rho)
 
-    def start(self, grid: torch.Tensor, n: int, dim: int, model, generator) -> torch.Tensor:
-        """``grid[0] * eps``, ``[n, dim]`` float32."""
-        return grid[0].float() * torch.randn(n, dim, generator=generator)
+    def start(self, grid: torch.Tensor, n: int, dim, model, generator) -> torch.Tensor:
+        """``grid[0] * eps``, ``[n, dim]`` (or ``[n, *dim]``) float32."""
+        shape = (dim,) if isinstance(dim, int) else tuple(dim)
+        return grid[0].float() * torch.randn(n, *shape, generator=generator)
 
 
 @dataclass(frozen=True)

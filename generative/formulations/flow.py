@@ -19,11 +19,13 @@ from .base import Formulation
 
 @dataclass(frozen=True)
 class RectifiedFlow(Formulation):
-    """Velocity ``v(z_t, t[, cond])``, target ``eps - x0``; ``t = shift(sigmoid(u))``, ``u ~ N(mean, scale^2)``."""
+    """Velocity ``v(z_t, t[, cond])``, target ``eps - x0``; ``t = t_max * shift(sigmoid(u))``,
+    ``u ~ N(mean, scale^2)``. ``t_max < 1`` trains on low noise only (SDXL's refiner)."""
 
     mean: float = 0.0
     scale: float = 1.0
     shift: float = 1.0
+    t_max: float = 1.0
     sigma_min: float = 0.002  # Karras grid of the sigma-family solvers
     sigma_max: float = 80.0
 
@@ -41,6 +43,8 @@ class RectifiedFlow(Formulation):
 
     def loss(self, model, x0: torch.Tensor, cond=None, generator=None) -> torch.Tensor:
         t = logit_normal_times(len(x0), self.mean, self.scale, self.shift, generator=generator, device=x0.device)
+        if self.t_max != 1.0:
+            t = self.t_max * t
         return flow_matching_loss(model, x0, t, generator=generator, cond=cond)
 
     def denoiser(self, model):
@@ -52,5 +56,7 @@ class RectifiedFlow(Formulation):
             return flow_sigmas(steps, self.shift)
         return karras_sigmas(steps, self.sigma_min, self.sigma_max)
 
-    def start(self, grid, n, dim, model, generator):
-        return grid[0].float() * torch.randn(n, dim, generator=generator)
+    def start(self, grid: torch.Tensor, n: int, dim, model, generator) -> torch.Tensor:
+        """``grid[0] * eps``, ``[n, dim]`` (or ``[n, *dim]``) float32."""
+        shape = (dim,) if isinstance(dim, int) else tuple(dim)
+        return grid[0].float() * torch.randn(n, *shape, generator=generator)
