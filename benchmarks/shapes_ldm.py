@@ -63,7 +63,7 @@ BUCKETS = ((32, 32), (24, 40), (40, 24))
 MAX_CROP = 8
 CONDITION_KEYS = ("tokens", "original_size", "crop", "target_size")
 
-FULL = dict(judge_steps=600, ae_steps=1500, ae_base=12, ae_images=6000, train_images=8000, steps=4000, batch=64,
+FULL = dict(judge_steps=600, ae_steps=1000, ae_base=8, ae_images=6000, train_images=8000, steps=4000, batch=64,
             refiner_steps=2000, eval_n=400, guidance=(1.0, 2.0, 3.0, 5.0), text_dim=32, scalar_dim=16,
             mmdit=dict(dim=64, depth=3, heads=4), unet=dict(base=24, mults=(1, 2), attention_levels=(0, 1), heads=4))
 QUICK = dict(judge_steps=40, ae_steps=40, ae_base=8, ae_images=256, train_images=128, steps=30, batch=16,
@@ -107,9 +107,10 @@ def train_first_stage(cfg: dict, seed: int):
     images = sample_shapes(cfg["ae_images"], 32, 32, split="all", crop_fraction=0.5, max_crop=MAX_CROP,
                            lowres_fraction=0.3, generator=20_000 + seed)["image"]  # convolutional: any bucket after
     torch.manual_seed(seed)
-    ae = AutoencoderKL(base=cfg["ae_base"], mults=(1, 2, 2), groups=4)
-    trainer, records = train_autoencoder(ae, images, cfg["ae_steps"], lr=1e-3, batch_size=32, seed=seed,
-                                         ema_decay=0.99, log_every=max(1, cfg["ae_steps"] // 10))
+    ae = AutoencoderKL(base=cfg["ae_base"], mults=(1, 2, 2), groups=2)
+    # squared error: with L1 the model learns these mostly black images one colour at a time (docs/image_ldm.md)
+    trainer, records = train_autoencoder(ae, images, cfg["ae_steps"], lr=3e-3, batch_size=16, seed=seed,
+                                         ema_decay=0.99, reconstruction="l2", log_every=max(1, cfg["ae_steps"] // 10))
     ae = trainer.model.eval().requires_grad_(False)  # an EMA of a short run still carries the initial weights
     ae.fit_scale_factor(images)
     return ae, records

@@ -164,3 +164,16 @@ def test_resume_with_the_discriminator_is_exact(tmp_path):
                  (whole_adversary.discriminator, adversary.discriminator)]:
         for x, y in zip(a.state_dict().values(), b.state_dict().values()):
             assert torch.equal(x, y)
+
+
+def test_squared_error_reconstruction_loss_is_the_mean_squared_error():
+    torch.manual_seed(0)
+    model = AutoencoderKL(base=8, groups=2)
+    images = torch.rand(3, 3, 8, 12) * 2 - 1
+    decoded, _ = model(images, torch.Generator().manual_seed(5))
+    l2 = autoencoder_loss(model, images, torch.Generator().manual_seed(5), kl_weight=0.0, reconstruction="l2")
+    l1 = autoencoder_loss(model, images, torch.Generator().manual_seed(5), kl_weight=0.0)
+    torch.testing.assert_close(l2, (images - decoded).square().flatten(1).mean(1))
+    torch.testing.assert_close(l1, (images - decoded).abs().flatten(1).mean(1))
+    with pytest.raises(ValueError, match="'l1' or 'l2'"):
+        autoencoder_loss(model, images, reconstruction="l3")
