@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .solvers import get, sample
+from .solvers import options, sample
 
 
 def start_index(grid: torch.Tensor, strength: float) -> int:
@@ -45,7 +45,7 @@ def sdedit(denoise, x0: torch.Tensor, grid: torch.Tensor, strength: float, solve
     i = start_index(grid, strength)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     x = grid[0] * noise if i == 0 else x0 + grid[i] * noise
-    return sample(denoise, x, grid[i:], solver, **_options(solver, generator, cond, callback))
+    return sample(denoise, x, grid[i:], solver, **options(solver, cond=cond, callback=callback, generator=generator))
 
 
 def handoff(base, refiner, x_T: torch.Tensor, grid: torch.Tensor, at_sigma: float, solver: str = "heun", *,
@@ -57,15 +57,9 @@ def handoff(base, refiner, x_T: torch.Tensor, grid: torch.Tensor, at_sigma: floa
     if len(below) == 0 or below[0].item() == 0:
         raise ValueError(f"hand-off level {at_sigma} is not inside the grid ({grid[0]:.3g} ... {grid[-1]:.3g})")
     i = below[0].item()
-    options = _options(solver, generator, cond, callback)
-    x = sample(base, x_T, grid[: i + 1], solver, **options)
+    kwargs = options(solver, cond=cond, callback=callback, generator=generator)
+    x = sample(base, x_T, grid[: i + 1], solver, **kwargs)
     if i == len(grid) - 1:
         return x
-    return sample(refiner, x, grid[i:], solver, **options)
+    return sample(refiner, x, grid[i:], solver, **kwargs)
 
-
-def _options(solver, generator, cond, callback) -> dict:
-    options = {"cond": cond, "callback": callback}
-    if get(solver).stochastic:
-        options["generator"] = generator
-    return options

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .conditioning import Conditioner, cfg
-from .solvers import get, sample
+from .solvers import options, sample
 
 
 class LatentDiffusion(nn.Module):
@@ -69,9 +69,6 @@ class LatentDiffusion(nn.Module):
             grid = self.formulation.grid(solver, steps)
             n = len(next(iter(cond.values())))
             x_T = self.formulation.start(grid, n, tuple(shape), self.model, generator)
-            options = {"cond": cond, "callback": callback}
-            if get(solver).stochastic:
-                options["generator"] = generator
-            return sample(denoise, x_T, grid, solver, **options)
+            return sample(denoise, x_T, grid, solver, **options(solver, cond=cond, callback=callback, generator=generator))
         finally:
             self.train(was_training)

@@ -74,6 +74,15 @@ def get(name: str) -> Solver:
     return SOLVERS[name]
 
 
+def options(solver: str, *, cond=None, callback=None, generator=None) -> dict:
+    """The keyword options :func:`sample` passes to ``solver``: ``cond`` and ``callback``, and ``generator``
+    only for a stochastic solver (deterministic ones take none)."""
+    out = {"cond": cond, "callback": callback}
+    if get(solver).stochastic:
+        out["generator"] = generator
+    return out
+
+
 def _on_joint_state(sampler: Callable) -> Callable:
     """A CLD sampler ``sampler(score, x, v, times, process, ...)`` run on the joint state ``cat(x, v)``."""
 

@@ -41,9 +41,7 @@ class Formulation:
         ``steps`` intervals of :meth:`grid`; noise from ``generator``."""
         grid = self.grid(solver, steps)
         x_T = self.start(grid, n, dim, model, generator)
-        options = {"cond": cond, "callback": callback}
-        if solvers.get(solver).stochastic:
-            options["generator"] = generator
+        options = solvers.options(solver, cond=cond, callback=callback, generator=generator)
         return self.data_part(solvers.sample(self.sampled(model), x_T, grid, solver, **options), dim)
 
     def data_part(self, state: torch.Tensor, dim) -> torch.Tensor:
