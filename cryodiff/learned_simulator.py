@@ -86,6 +86,7 @@ from generative.formulations import EDM
 from generative.latent_diffusion import LatentDiffusion
 from generative.trainer import Trainer
 from recon.ctf import compute_ctf
+from recon.files import atomic_target
 from recon.fourier import fft_centered
 from recon.io.rotations import relion_euler_to_matrix
 from recon.simulate import GOOD, ParticleTruth, clean_images, make_molecule, project
@@ -359,9 +360,13 @@ class LearnedSimulator:
         sim.model.load_state_dict(state["weights"])
         return sim
 
-    def save(self, path: str | Path) -> None:
-        """Write the simulator (setup, config, scale, weights) to ``path`` (``torch.save``)."""
-        torch.save(self.state(), path)
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the simulator (setup, config, scale, weights) to ``path`` (``torch.save``, atomically: a
+        temporary file moved into place). An existing file is kept unless ``overwrite``."""
+        if Path(path).exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; choose another file or pass overwrite=True")
+        with atomic_target(path) as tmp:
+            torch.save(self.state(), tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedSimulator:

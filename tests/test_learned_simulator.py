@@ -143,6 +143,9 @@ def test_samples_have_the_right_shape_and_save_load_round_trips(tiny, tmp_path):
     assert x.shape == (2, 16, 16) and torch.isfinite(x).all()
     path = tmp_path / "sim.pt"
     sim.save(path)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        sim.save(path)  # an existing file is kept
+    assert [p.name for p in tmp_path.iterdir()] == ["sim.pt"]  # no temporary file left behind
     again = ls.LearnedSimulator.load(path)
     assert again.setup == sim.setup and again.config == sim.config
     torch.testing.assert_close(again.sample([15000.0, 20000.0], 10.0, steps=3, seed=4), x)
