@@ -17,7 +17,19 @@ the ternary grid; torchao's ``QuantOptimizer`` with ``ProxPARQ`` (``UnifQuantize
 test accuracy of each, the best 1-bit and best ternary gap to full precision (points), and
 the mean and spread over seeds.
 
+``--cryo DEMO`` (a folder written by ``cryodiff demo``, made there first if absent) adds the
+cryo-EM networks, per seed: the VAE decoder distilled onto the ``uniform4``, ``ternary`` and
+``binary`` grids (``cryodiff.quantize.quantize_decoder``, PARQ, ``--cryo-steps`` steps), with
+the FSC between the full-precision and the quantized volume at the k-means centres of the
+run's latents (the frequency where it falls below 0.5, as a fraction of Nyquist; ``null``
+when it never does) and decode times of a full volume (median of ``--repeats``) for the
+full-precision, the fake-quantized and the torch-int8 decoder (``int8_linear_layers``, whose
+FSC is reported too); and the demo's prior fine-tuned under ProxConnect on the run's latents
+(``quantize_prior``), with the energy distance of 4,000 samples to the latents for the
+full-precision and each quantized prior.
+
     python benchmarks/quantize.py --seeds 0 1 2 --threads 1
+    python benchmarks/quantize.py --data --cryo /tmp/demo --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -36,7 +48,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from generative.quantization import METHODS, Annealing, ProxConnect, quantizable
+from generative.metrics import energy_distance
+from generative.quantization import METHODS, Annealing, ProxConnect, pack, quantizable, size_report
 
 BINARY_ONLY = {"bnn+", "bnn++"}
 
@@ -160,18 +173,91 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def decode_seconds(model, z, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.volume(z)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def cryo(demo, seeds, steps, repeats) -> dict:
+    """Decoder and prior of a ``cryodiff demo`` run on each grid (see the module docstring)."""
+    import subprocess
+    from pathlib import Path
+
+    from sklearn.cluster import KMeans
+
+    from cryodiff.prior import load_prior
+    from cryodiff.quantize import int8_linear_layers, quantize_decoder, quantize_prior, with_decoder
+    from recon.fsc import crossing, fsc
+    from recon.run import load_run
+
+    demo = Path(demo)
+    if not (demo / "prior" / "prior.json").is_file():
+        log(f"cryodiff demo {demo}")
+        subprocess.run([sys.executable, "-m", "cryodiff.cli.main", "demo", str(demo)], check=True,
+                       stdout=subprocess.DEVNULL)
+    run, prior = load_run(demo / "vae"), load_prior(demo / "prior")
+    centres = KMeans(5, n_init=4, random_state=0).fit(run.z_mu).cluster_centers_.astype(np.float32)
+    full_volumes = [run.model.volume(c) for c in centres]
+
+    def reach(model):
+        fractions = []
+        for c, full in zip(centres, full_volumes):
+            freqs, curve = fsc(full, model.volume(c))
+            where = crossing(freqs, curve, 0.5)
+            fractions.append(None if where is None else where / freqs.max())
+        return fractions
+
+    out = {"demo": str(demo), "box": run.box, "zdim": run.zdim,
+           "decoder": {"layers": run.model.arch.dec_layers, "width": run.model.arch.dec_dim},
+           "decode_seconds": {"full_precision": decode_seconds(run.model, centres[0], repeats)}}
+    fast = with_decoder(run.model, int8_linear_layers(run.model.decoder))
+    out["decode_seconds"]["int8_kernels"] = decode_seconds(fast, centres[0], repeats)
+    out["int8_fsc_half_nyquist_fraction"] = reach(fast)
+    samples = torch.as_tensor(prior.sample(4000, seed=0))
+    latents = torch.as_tensor(run.z_mu)
+    out["prior"] = {"full_precision_energy_distance": energy_distance(samples, latents)}
+    for grid in ("uniform4", "ternary", "binary"):
+        rows_ = []
+        for seed in seeds:
+            log(f"cryo decoder {grid} seed {seed}")
+            decoder, optimizer, trace = quantize_decoder(run.model, run.z_mu, grid=grid, steps=steps, lr=1e-3, seed=seed)
+            quantized = with_decoder(run.model, decoder)
+            rows_.append({"seed": seed, "fsc_half_nyquist_fraction": reach(quantized),
+                          "relative_error": trace[-1]["relative_error"],
+                          "decode_seconds": decode_seconds(quantized, centres[0], repeats),
+                          "size": size_report(pack(decoder, optimizer))})
+            log(json.dumps(rows_[-1]))
+        out[f"decoder/{grid}"] = rows_
+        priors = []
+        for seed in seeds:
+            log(f"prior {grid} seed {seed}")
+            small, _ = quantize_prior(prior, run.z_mu, grid=grid, steps=steps, seed=seed)
+            priors.append({"seed": seed, "energy_distance": energy_distance(torch.as_tensor(small.sample(4000, seed=0)), latents)})
+        out["prior"][grid] = priors
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data", nargs="+", default=["digits", "mnist5k"], choices=["digits", "mnist5k"])
+    parser.add_argument("--data", nargs="*", default=["digits", "mnist5k"], choices=["digits", "mnist5k"],
+                        help="classifier data sets (none: skip the classifiers)")
     parser.add_argument("--arch", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     parser.add_argument("--steps", type=int, default=1500, help="Adam steps of full-precision training, and again of each fine-tuning")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--qat-lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cryo", help="folder of a cryodiff demo run (made there if absent): quantize its decoder and prior")
+    parser.add_argument("--cryo-steps", type=int, default=2000, help="distillation / fine-tuning steps of the cryo networks")
+    parser.add_argument("--repeats", type=int, default=5, help="decode-time repeats (median reported)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result = {"config": vars(args), "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "torchao": has_torchao(), "classifiers": {}}
     start = time.time()
     for data_name in args.data:
@@ -182,6 +268,8 @@ def main():
                 runs.append(one_run(data_name, arch, seed, args.steps, args.lr, args.qat_lr))
                 log(json.dumps(runs[-1]))
             result["classifiers"][f"{data_name}/{arch}"] = {"runs": runs, "summary": summarise(runs)}
+    if args.cryo:
+        result["cryo"] = cryo(args.cryo, args.seeds, args.cryo_steps, args.repeats)
     result["seconds"] = time.time() - start
     print(json.dumps(result, indent=1))
 

@@ -43,7 +43,7 @@ def _frequencies(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def quantize_decoder(model, z: np.ndarray, *, grid: str = "uniform4", method: str = "parq", steps: int = 2000,
-                     lr: float = 1e-4, latents_per_step: int = 8, points: int = 4096, seed: int = 0,
+                     lr: float = 1e-3, latents_per_step: int = 4, points: int = 2048, seed: int = 0,
                      progress: bool = False) -> tuple[nn.Module, ProxConnect, list[dict]]:
     """A quantized copy of ``model``'s decoder, distilled from it (see the module docstring).
 
