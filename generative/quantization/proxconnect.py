@@ -49,14 +49,20 @@ METHODS = {
 QUANTIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
-def quantizable(model: nn.Module, keep_first_last: bool = True) -> dict[str, nn.Parameter]:
+def quantizable(model: nn.Module, keep_first_last: bool = True, exclude=()) -> dict[str, nn.Parameter]:
     """Weights of the linear and convolution layers of ``model`` by name, in module order.
 
-    With ``keep_first_last`` the first and last of those layers stay full precision (as in
-    the binarization literature: they hold few weights and most of the damage)."""
+    With ``keep_first_last`` the first and last of those layers (in module order) stay full
+    precision, as in the binarization literature: they hold few weights and most of the damage.
+    Layers named in ``exclude`` (module names, e.g. a UNet's ``"inp"`` and ``"out.2"`` where
+    module order is not data-flow order) stay full precision too."""
     layers = [(name, module) for name, module in model.named_modules() if isinstance(module, QUANTIZABLE)]
     if keep_first_last:
         layers = layers[1:-1]
+    unknown = set(exclude) - {name for name, _ in model.named_modules()}
+    if unknown:
+        raise ValueError(f"no layer named {sorted(unknown)} in the model")
+    layers = [(name, module) for name, module in layers if name not in set(exclude)]
     return {f"{name}.weight" if name else "weight": module.weight for name, module in layers}
 
 
