@@ -1,0 +1,128 @@
+"""LADD: an MMDiT text-to-image teacher distilled into a 1-4 step student on captioned shapes. Printed as JSON.
+
+The teacher, its judges and its autoencoder are made as in ``benchmarks/shapes_ldm.py`` (the
+MMDiT, rectified flow, all three aspect buckets, ``--teacher-steps`` steps). Its "real" data
+for LADD are ``--cache`` of its own 32x32 samples (captions of the training split, Euler with
+40 steps at guidance ``--guidance``). The student (a copy of the teacher) trains
+``--ladd-steps`` steps at ``--student-steps`` steps against heads on the teacher's blocks
+(``generative.ladd``; re-noising logit-normal with mean 1, non-saturating losses).
+
+Reported for the teacher at 40 and at 4 Euler steps (guided) and the student at 1, 2 and 4
+steps, on ``eval_n`` captions of the training split: per-attribute judge accuracy, Frechet
+distance in the judge's features (and over the real-vs-real floor) and the wall time per
+sample (network calls included, decoding excluded).
+
+    python benchmarks/ladd.py --seed 0 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import shapes_ldm as S  # noqa: E402
+
+from generative.ladd import LADD, cache_teacher_samples, ladd_trainer, student_sample  # noqa: E402
+
+FULL = dict(S.FULL, steps=4000, cache=5000, ladd_steps=2000)
+QUICK = dict(S.QUICK, steps=30, cache=64, ladd_steps=10)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def evaluate(name, make_latents, ae, judges, batch, real, floor, n) -> dict:
+    z, seconds = timed(make_latents)
+    images = ae.from_latent(z).clamp(-1, 1)
+    out = S.score(judges, images, batch, real, floor)
+    out["seconds_per_sample"] = seconds / n
+    S.log(f"{name}: {json.dumps({k: round(v, 4) for k, v in out.items()})}")
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="every stage at a tiny budget (smoke test)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--guidance", type=float, default=3.0, help="the teacher's guidance scale")
+    parser.add_argument("--student-steps", type=int, default=4, help="the student's steps in training")
+    parser.add_argument("--lr", type=float, default=1e-4, help="student learning rate")
+    parser.add_argument("--discriminator-lr", type=float, default=3e-4)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = dict(QUICK if args.quick else FULL)
+    seed, t0 = args.seed, time.time()
+    result = {"seed": seed, "config": {k: v for k, v in cfg.items()}, "args": vars(args), "torch": torch.__version__,
+              "machine": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+    S.log("judges and autoencoder")
+    judges = S.train_judges(cfg, seed)
+    ae, _ = S.train_first_stage(cfg, seed)
+    data = S.latent_set(ae, cfg, seed)
+    teacher = S.build("mmdit", cfg, seed)
+    trainer = S.trainer_for(teacher, data, cfg, seed)
+    S.log(f"teacher: {S.parameters(teacher)} parameters, {cfg['steps']} steps")
+    result["teacher_train_seconds"] = S.fit(trainer, cfg["steps"])["seconds"]
+    teacher = trainer.ema.eval()
+
+    shape = (4, 8, 8)
+    S.log(f"cache: {cfg['cache']} teacher samples at 40 steps")
+    prompts = S.prompts(cfg["cache"], 32, 32, "train", 120_000 + seed)
+    batches = [{k: v[i:i + 250] for k, v in S.conditions(prompts).items()} for i in range(0, cfg["cache"], 250)]
+    cache, result["cache_seconds"] = timed(lambda: cache_teacher_samples(teacher, batches, shape, steps=40,
+                                                                        guidance=args.guidance, seed=seed))
+
+    ladd = LADD(teacher, feature_blocks=list(range(len(teacher.model.blocks))), steps=args.student_steps)
+
+    def batch_fn(step, g):
+        i = torch.randint(len(cache["latent"]), (cfg["batch"],), generator=g)
+        return {k: v[i] for k, v in cache.items()}
+
+    student_trainer = ladd_trainer(ladd, batch_fn, lr=args.lr, discriminator_lr=args.discriminator_lr, ema_decay=0.99,
+                                   seed=seed, log_every=max(1, cfg["ladd_steps"] // 20))
+    S.log(f"LADD: {cfg['ladd_steps']} steps")
+    records, result["ladd_train_seconds"] = timed(lambda: student_trainer.fit(cfg["ladd_steps"]))
+    result["ladd_log"] = records
+    student = student_trainer.ema.eval()
+
+    n = cfg["eval_n"]
+    real, floor = S.real_reference(judges, n, 32, 32, "train", seed)
+    batch = S.prompts(n, 32, 32, "train", 130_000 + seed)
+    cond = S.conditions(batch)
+    result["frechet_floor"] = floor
+
+    def teacher_latents(steps):
+        return lambda: teacher.sample(cond, shape, guidance=args.guidance, solver="flow_euler", steps=steps,
+                                      generator=torch.Generator().manual_seed(seed))
+
+    def student_latents(steps):
+        return lambda: student_sample(student, cond, shape, steps, generator=torch.Generator().manual_seed(seed))
+
+    with torch.no_grad():
+        result["teacher_40"] = evaluate("teacher 40 steps", teacher_latents(40), ae, judges, batch, real, floor, n)
+        result["teacher_4"] = evaluate("teacher 4 steps", teacher_latents(4), ae, judges, batch, real, floor, n)
+        for steps in (1, 2, 4):
+            result[f"student_{steps}"] = evaluate(f"student {steps} steps", student_latents(steps), ae, judges, batch,
+                                                  real, floor, n)
+    s4, t40, t4 = result["student_4"], result["teacher_40"], result["teacher_4"]
+    result["checks"] = {"frechet_student4_over_teacher40": s4["frechet"] / t40["frechet"],
+                        "frechet_student4_over_teacher4": s4["frechet"] / t4["frechet"],
+                        "all_attributes_points_vs_teacher40": 100 * (s4["all"] - t40["all"]),
+                        "speedup_student4_vs_teacher40": t40["seconds_per_sample"] / s4["seconds_per_sample"]}
+    result["seconds"] = time.time() - t0
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
