@@ -25,7 +25,8 @@ as separate processes on a multi-core machine):
    conditioning (high-frequency energy of samples asked to look like 16-px
    renders vs 32-px ones, against the same ratio in real renders), and a refiner
    (trained on flow times t < 0.3 only) applied by SDEdit at strength 0.3 to the
-   samples of an under-trained base (the MMDiT's EMA after a fifth of its steps).
+   samples of an under-trained base (the MMDiT's trained weights after a fifth of its steps; its EMA
+   at decay 0.999 would still be mostly the initial weights).
 
     python benchmarks/shapes_ldm.py --seed 0 --out /tmp/ldm0 [--quick] [--figures docs/images]
 
@@ -175,12 +176,13 @@ def trainer_for(model: LatentDiffusion, data: dict, cfg: dict, seed: int) -> Tra
 
 
 def fit(trainer: Trainer, steps: int, snapshots=()) -> dict:
-    """Train to ``steps``; returns wall seconds, the log and EMA copies at the ``snapshots`` steps."""
+    """Train to ``steps``; returns wall seconds, the log and copies of the trained (not EMA) weights at the
+    ``snapshots`` steps."""
     start, copies, records = time.time(), {}, []
     for target in sorted({*snapshots, steps}):
         records += trainer.fit(target)
         if target in snapshots:
-            copies[target] = copy.deepcopy(trainer.ema)
+            copies[target] = copy.deepcopy(trainer.model)
     return {"seconds": time.time() - start, "records": records, "snapshots": copies}
 
 
