@@ -158,15 +158,25 @@ class Conditioner(nn.Module):
         return {name: torch.cat(tensors, dim=OUTPUTS[name]) for name, tensors in parts.items()}
 
 
-def cfg(denoise, uncond: dict, scale: float):
+def cfg(denoise, uncond: dict, scale: float | torch.Tensor):
     """Classifier-free guidance on a conditional denoiser ``denoise(x, sigma, cond)``:
     ``D(x, sigma, uncond) + scale (D(x, sigma, cond) - D(x, sigma, uncond))``, as a denoiser
     ``(x, sigma, cond) -> x0_hat`` for any solver (pass ``cond=`` to :func:`generative.sample`).
     ``uncond`` is :meth:`Conditioner.unconditional` of the same batch; scale 1 is the conditional
-    model, 0 the unconditional one."""
+    model, 0 the unconditional one. A tensor ``scale`` broadcasts against ``x``, e.g. one scale
+    per frame of clips (:func:`frame_guidance`)."""
 
     def guided_denoise(x, sigma, cond):
         d_u = denoise(x, sigma, uncond)
         return d_u + scale * (denoise(x, sigma, cond) - d_u)
 
     return guided_denoise
+
+
+def frame_guidance(frames: int, first: float, last: float) -> torch.Tensor:
+    """Guidance scales rising linearly from ``first`` (frame 0) to ``last`` (frame ``T - 1``), shaped
+    ``[1, T, 1, 1, 1]`` to scale clips ``[N, T, C, H, W]`` in :func:`cfg`. Stable Video Diffusion
+    samples image-to-video this way: frames near the conditioning frame need little guidance."""
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, not {frames}")
+    return torch.linspace(first, last, frames).reshape(1, frames, 1, 1, 1)

@@ -44,22 +44,23 @@ class LatentDiffusion(nn.Module):
         cond = self.conditioner(batch, generator=generator)
         return self.formulation.loss(self.model, batch["latent"], cond=cond, generator=generator)
 
-    def denoiser(self, batch: dict, guidance: float = 1.0, zero: Iterable[str] | None = None):
+    def denoiser(self, batch: dict, guidance: float | torch.Tensor = 1.0, zero: Iterable[str] | None = None):
         """``(denoise(x, sigma, cond), cond)`` for the conditions of ``batch``; with ``guidance != 1``
-        the denoiser is classifier-free guided against :meth:`Conditioner.unconditional` (zeroing the
-        keys ``zero``; default those with a drop rate)."""
+        (or a tensor of scales broadcasting against the latents, e.g. per frame) the denoiser is
+        classifier-free guided against :meth:`Conditioner.unconditional` (zeroing the keys ``zero``;
+        default those with a drop rate)."""
         denoise = self.formulation.denoiser(self.model)
         cond = self.conditioner(batch)
-        if guidance != 1.0:
+        if isinstance(guidance, torch.Tensor) or guidance != 1.0:
             denoise = cfg(denoise, self.conditioner.unconditional(batch, zero), guidance)
         return denoise, cond
 
     @torch.no_grad()
-    def sample(self, batch: dict, shape: tuple[int, int, int], *, guidance: float = 1.0, solver: str | None = None,
+    def sample(self, batch: dict, shape: tuple[int, ...], *, guidance: float | torch.Tensor = 1.0, solver: str | None = None,
                steps: int | None = None, generator: torch.Generator | None = None,
                zero: Iterable[str] | None = None, callback=None) -> torch.Tensor:
-        """One latent ``[N, *shape]`` (``shape = (C, h, w)``) per example of ``batch`` (its conditions; no
-        ``"latent"`` needed) with the formulation's ``solver`` over ``steps`` intervals (defaults: the
+        """One latent ``[N, *shape]`` (``shape = (C, h, w)``, or ``(T, C, h, w)`` for a video network) per
+        example of ``batch`` (its conditions; no ``"latent"`` needed) with the formulation's ``solver`` over ``steps`` intervals (defaults: the
         formulation's first solver and its steps), guidance scale ``guidance``, noise from ``generator``."""
         was_training = self.training
         self.eval()

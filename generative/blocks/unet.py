@@ -182,7 +182,30 @@ class UNet(nn.Module):
             concat = x.new_zeros(len(x), self.concat_channels, *x.shape[2:])
         return torch.cat([x, concat.to(x.dtype)], dim=1)
 
-    def forward(self, x, c_noise, cond=None):
+    def block_widths(self):
+        """``{name: (kind, channels)}`` of the blocks :meth:`forward` reports to ``after_block``, in call
+        order: ``kind`` is ``"res"`` (a :class:`ResBlock`) or ``"attn"`` (a :class:`SpatialTransformer`)."""
+        widths = [block.conv2.out_channels for block in self.down]
+        names = {}
+        for i, w in enumerate(widths):
+            names[f"down.{i}"] = ("res", w)
+            if str(i) in self.down_attn:
+                names[f"down_attn.{i}"] = ("attn", w)
+        names["mid.0"] = ("res", widths[-1])
+        if self.mid_attn is not None:
+            names["mid_attn"] = ("attn", widths[-1])
+        names["mid.1"] = ("res", widths[-1])
+        for i in reversed(range(len(widths))):
+            names[f"up.{i}"] = ("res", widths[i])
+            if str(i) in self.up_attn:
+                names[f"up_attn.{i}"] = ("attn", widths[i])
+        return names
+
+    def forward(self, x, c_noise, cond=None, after_block=None):
+        """``after_block(name, h, emb)``, if given, replaces the output ``h`` of every residual and
+        attention block (names and widths in :meth:`block_widths`; ``emb`` the SiLU of the time plus
+        vector embedding the residual blocks read): a video model inserts its temporal layers there."""
+        tap = after_block or (lambda name, h, emb: h)
         dtype = x.dtype
         x = self.stack(x.to(self.inp.weight.dtype), cond)
         emb = nn.functional.silu(self.embedding(c_noise, cond))
@@ -190,21 +213,21 @@ class UNet(nn.Module):
         h = self.inp(x)
         skips = []
         for i, block in enumerate(self.down):
-            h = block(h, emb)
+            h = tap(f"down.{i}", block(h, emb), emb)
             if str(i) in self.down_attn:
-                h = self.down_attn[str(i)](h, context)
+                h = tap(f"down_attn.{i}", self.down_attn[str(i)](h, context), emb)
             skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
-        h = self.mid[0](h, emb)
+        h = tap("mid.0", self.mid[0](h, emb), emb)
         if self.mid_attn is not None:
-            h = self.mid_attn(h, context)
-        h = self.mid[1](h, emb)
+            h = tap("mid_attn", self.mid_attn(h, context), emb)
+        h = tap("mid.1", self.mid[1](h, emb), emb)
         for i, block in enumerate(self.up):
-            h = block(torch.cat([h, skips.pop()], dim=1), emb)
-            level = str(len(self.up) - 1 - i)
-            if level in self.up_attn:
-                h = self.up_attn[level](h, context)
+            level = len(self.up) - 1 - i
+            h = tap(f"up.{level}", block(torch.cat([h, skips.pop()], dim=1), emb), emb)
+            if str(level) in self.up_attn:
+                h = tap(f"up_attn.{level}", self.up_attn[str(level)](h, context), emb)
             if i < len(self.upsample):
                 h = self.upsample[i](h)
         return self.out(h).to(dtype)

@@ -11,15 +11,18 @@ from .shapes import (
     VOCABULARY,
     ShapeObject,
     caption,
+    draw_scenes,
     object_radius,
     quadrant_centres,
+    render_objects,
     render_scenes,
     sample_shapes,
+    scene_captions,
     tokenize,
 )
 
 __all__ = [
     "CAPTION_LENGTH", "COLOURS", "COLOUR_RGB", "HELDOUT_PAIRS", "QUADRANTS", "SHAPES", "SIZES",
-    "VOCABULARY", "ShapeObject", "caption", "object_radius", "quadrant_centres", "render_scenes",
-    "sample_shapes", "tokenize",
+    "VOCABULARY", "ShapeObject", "caption", "draw_scenes", "object_radius", "quadrant_centres", "render_objects", "render_scenes",
+    "sample_shapes", "scene_captions", "tokenize",
 ]

@@ -104,10 +104,27 @@ def sample_shapes(n, height=32, width=32, *, split="train", p_two=0.5, jitter=1 
     or an int seed (``None``: torch's global generator). Returns the batch dict of
     :func:`render_scenes`.
     """
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}, not {split!r}")
     _check_frame(height, width)
     g = torch.Generator().manual_seed(generator) if isinstance(generator, int) else generator
+    scene = draw_scenes(n, height, width, split=split, p_two=p_two, jitter=jitter,
+                        colour_jitter=colour_jitter, generator=g)
+    cropped = torch.rand(n, generator=g) < crop_fraction
+    crop = torch.randint(0, max_crop + 1, (n, 2), generator=g) * cropped[:, None]
+    lowres = torch.rand(n, generator=g) < lowres_fraction
+    small = torch.tensor([round(lowres_scale * height), round(lowres_scale * width)])
+    original_size = torch.where(lowres[:, None], small, torch.tensor([height, width]))
+    return _batch(scene, crop, original_size, height, width, token_length)
+
+
+def draw_scenes(n, height=32, width=32, *, split="train", p_two=0.5, jitter=1 / 16, colour_jitter=0.2,
+                generator=None):
+    """Draw ``n`` random scenes as tensors (the layout step of :func:`sample_shapes`, same arguments):
+    a dict of long ``shape``, ``colour``, ``size`` (1 + index, 0 = absent) and ``quadrant`` ``[N, 2]``,
+    float ``offset`` ``[N, 2, 2]`` (frame pixels) and ``rgb`` ``[N, 2, 3]``, as :func:`render_objects`
+    takes them. ``generator``: a ``torch.Generator`` or ``None``."""
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, not {split!r}")
+    g = generator
     present = torch.stack([torch.ones(n, dtype=torch.bool), torch.rand(n, generator=g) < p_two], 1)
     quadrant = torch.rand(n, 4, generator=g).argsort(1)[:, :2]
     pair = _draw_pairs(present, split, g)
@@ -115,14 +132,8 @@ def sample_shapes(n, height=32, width=32, *, split="train", p_two=0.5, jitter=1 
     offset = (2 * torch.rand(n, 2, 2, generator=g) - 1) * jitter * torch.tensor([height, width])
     rgb = COLOUR_RGB[pair % len(COLOURS)]
     rgb = rgb - rgb.sign() * colour_jitter * torch.rand(n, 2, 3, generator=g)
-    scene = {"shape": (pair // len(COLOURS) + 1) * present, "colour": (pair % len(COLOURS) + 1) * present,
-             "size": size * present, "quadrant": quadrant, "offset": offset, "rgb": rgb}
-    cropped = torch.rand(n, generator=g) < crop_fraction
-    crop = torch.randint(0, max_crop + 1, (n, 2), generator=g) * cropped[:, None]
-    lowres = torch.rand(n, generator=g) < lowres_fraction
-    small = torch.tensor([round(lowres_scale * height), round(lowres_scale * width)])
-    original_size = torch.where(lowres[:, None], small, torch.tensor([height, width]))
-    return _batch(scene, crop, original_size, height, width, token_length)
+    return {"shape": (pair // len(COLOURS) + 1) * present, "colour": (pair % len(COLOURS) + 1) * present,
+            "size": size * present, "quadrant": quadrant, "offset": offset, "rgb": rgb}
 
 
 def render_scenes(scenes, height=32, width=32, crop=None, original_size=None, token_length=CAPTION_LENGTH):
@@ -157,6 +168,22 @@ def render_scenes(scenes, height=32, width=32, crop=None, original_size=None, to
     original_size = (torch.tensor([[height, width]] * n) if original_size is None
                      else torch.as_tensor(original_size).long())
     return _batch(scene, crop, original_size, height, width, token_length)
+
+
+def render_objects(scene, height=32, width=32):
+    """Render scene tensors at full resolution without a crop: ``scene`` holds long ``shape``,
+    ``colour``, ``size`` (1 + index, 0 = no object) and ``quadrant`` ``[N, K]``, float ``offset``
+    ``[N, K, 2]`` (dy, dx from the quadrant centre, frame pixels; it may move an object out of its
+    quadrant) and ``rgb`` ``[N, K, 3]``. Returns images ``[N, 3, H, W]`` in [-1, 1]; objects are
+    painted in ``K`` order. For callers that move objects, e.g. :mod:`generative.data.clips`."""
+    _check_frame(height, width)
+    n = len(scene["shape"])
+    return _render(scene, torch.zeros(n, 2), (height, width), (height, width))
+
+
+def scene_captions(scene):
+    """Captions (list of str) of scene tensors as :func:`render_objects` takes them."""
+    return _captions(scene)
 
 
 def quadrant_centres(height, width):
