@@ -92,3 +92,14 @@ class VideoUNet(nn.Module):
 
         out = self.image(x.flatten(0, 1), c_noise.repeat_interleave(frames, 0), frame_cond, after_block=after_block)
         return out.reshape(n, frames, *out.shape[1:])
+
+
+def noise_augment(latent: torch.Tensor, level: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The conditioning frame's latent ``[N, c, h, w]`` plus Gaussian noise of standard deviation
+    ``level`` ``[N]`` (latent units), for ``cond["concat"]`` of image-to-video: SVD trains and
+    samples with a noised conditioning frame (and the level as micro-conditioning), so that the
+    model copies its content without relying on details the noise hides."""
+    level = torch.as_tensor(level, dtype=latent.dtype).reshape(-1, *([1] * (latent.dim() - 1)))
+    if (level < 0).any() or level.isnan().any():
+        raise ValueError("noise augmentation levels must be >= 0")
+    return latent + level * torch.randn(latent.shape, generator=generator, dtype=latent.dtype)

@@ -48,13 +48,14 @@ def _frames(h: torch.Tensor) -> torch.Tensor:
 class TemporalConv(nn.Module):
     """``h + conv2(SiLU(GN(conv1(SiLU(GN(h))) + Linear(emb))))`` with 3-D convolutions of kernel
     ``(3, 1, 1)`` over ``[N, C, T, H, W]`` (zero padding in time: the first and last frames see one
-    neighbour). ``emb`` ``[N * T, embed_dim]``; ``conv2`` is zero-initialised."""
+    neighbour). ``emb`` ``[N * T, embed_dim]`` (``embed_dim=None``: no embedding term, as in a
+    decoder); ``conv2`` is zero-initialised."""
 
-    def __init__(self, channels, embed_dim, groups=8):
+    def __init__(self, channels, embed_dim=None, groups=8):
         super().__init__()
         self.norm1 = _norm(channels, groups)
         self.conv1 = nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
-        self.emb = nn.Linear(embed_dim, channels)
+        self.emb = None if embed_dim is None else nn.Linear(embed_dim, channels)
         self.norm2 = _norm(channels, groups)
         self.conv2 = nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
         nn.init.zeros_(self.conv2.weight)
@@ -62,8 +63,9 @@ class TemporalConv(nn.Module):
 
     def forward(self, h, emb, frames):
         x = _clips(h, frames)
-        emb = _clips(self.emb(emb)[:, :, None, None], frames)  # [N, C, T, 1, 1]
-        y = self.conv1(nn.functional.silu(self.norm1(x))) + emb
+        y = self.conv1(nn.functional.silu(self.norm1(x)))
+        if self.emb is not None:
+            y = y + _clips(self.emb(emb)[:, :, None, None], frames)  # [N, C, T, 1, 1]
         return h + _frames(self.conv2(nn.functional.silu(self.norm2(y))))
 
 

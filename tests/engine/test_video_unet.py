@@ -132,3 +132,37 @@ def test_per_frame_guidance_with_equal_scales_is_ordinary_guidance():
     per_frame = cfg(denoise, uncond, frame_guidance(T, 1.0, 3.0))(x, sigma, cond)
     for t, scale in enumerate(torch.linspace(1.0, 3.0, T).tolist()):  # frame t gets its own scale
         assert torch.allclose(per_frame[:, t], cfg(denoise, uncond, scale)(x, sigma, cond)[:, t], atol=1e-5)
+
+
+def test_temporal_decoder_starts_as_the_image_decoder_and_trains_only_temporal_layers():
+    from generative.autoencoder import AutoencoderKL
+    from generative.video_decoder import TemporalDecoder, flicker
+
+    torch.manual_seed(0)
+    ae = AutoencoderKL(3, 4, base=8, mults=(1, 2), groups=2)
+    for p in ae.parameters():
+        p.data.normal_(0, 0.2)
+    decoder = TemporalDecoder(copy.deepcopy(ae), groups=2)
+    z = torch.randn(N, T, 4, 4, 4)
+    expected = ae.decode(z.flatten(0, 1)).reshape(N, T, 3, 8, 8)
+    assert torch.equal(decoder.decode(z), expected)
+    randomise_temporal(decoder)
+    decoder.decode(z).pow(2).mean().backward()
+    assert all(p.grad is None for p in decoder.autoencoder.parameters())
+    assert all(p.grad is not None for p in decoder.temporal_parameters())
+    still = expected[:, :1].expand(N, T, 3, 8, 8)
+    assert torch.equal(flicker(still), torch.zeros(N))
+    blink = torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8)] * 2)[None]  # 0, 1, 0, 1
+    assert torch.allclose(flicker(blink), torch.tensor([1.0]))
+
+
+def test_noise_augmentation_of_the_conditioning_frame():
+    from generative.video_unet import noise_augment
+
+    latent = torch.randn(2, 4, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    out = noise_augment(latent, torch.tensor([0.0, 0.5]), g)
+    assert torch.equal(out[0], latent[0])
+    assert abs((out[1] - latent[1]).std().item() - 0.5) < 0.05
+    with pytest.raises(ValueError, match=">= 0"):
+        noise_augment(latent, torch.tensor([-1.0, 0.0]))
