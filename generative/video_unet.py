@@ -24,6 +24,8 @@ entries of :mod:`generative.conditioning` are per clip and reach every frame:
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -103,3 +105,21 @@ def noise_augment(latent: torch.Tensor, level: torch.Tensor, generator: torch.Ge
     if (level < 0).any() or level.isnan().any():
         raise ValueError("noise augmentation levels must be >= 0")
     return latent + level * torch.randn(latent.shape, generator=generator, dtype=latent.dtype)
+
+
+def with_concat_channels(image: UNet, channels: int) -> UNet:
+    """A copy of ``image`` that also reads ``channels`` conditioning channels (``cond["concat"]``, e.g.
+    the latent of an image-to-video conditioning frame): its input convolution gets that many more
+    input channels with zero weights, so the copy computes what ``image`` computes until it trains
+    (how SVD turns its image model into an image-to-video model)."""
+    if image.concat_channels:
+        raise ValueError(f"the UNet already reads {image.concat_channels} concat channels")
+    wider = copy.deepcopy(image)
+    old = wider.inp
+    wider.inp = nn.Conv2d(old.in_channels + channels, old.out_channels, old.kernel_size, padding=old.padding)
+    with torch.no_grad():
+        wider.inp.weight.zero_()
+        wider.inp.weight[:, :old.in_channels] = old.weight
+        wider.inp.bias.copy_(old.bias)
+    wider.concat_channels = channels
+    return wider

@@ -166,3 +166,19 @@ def test_noise_augmentation_of_the_conditioning_frame():
     assert abs((out[1] - latent[1]).std().item() - 0.5) < 0.05
     with pytest.raises(ValueError, match=">= 0"):
         noise_augment(latent, torch.tensor([-1.0, 0.0]))
+
+
+def test_concat_channels_start_silent():
+    from generative.video_unet import with_concat_channels
+
+    image = image_unet()
+    wider = with_concat_channels(image, 4)
+    x, c_noise, cond = inputs()
+    frames = x.flatten(0, 1)[:N]
+    concat = torch.randn(N, 4, S, S)
+    assert torch.equal(wider(frames, c_noise, {**cond, "concat": concat}), image(frames, c_noise, cond))
+    video = VideoUNet(wider, heads=2)
+    out = video(x, c_noise, {**cond, "concat": concat})  # the frame's latent reaches every frame
+    assert out.shape == x.shape
+    with pytest.raises(ValueError, match="already"):
+        with_concat_channels(wider, 4)
