@@ -59,6 +59,8 @@ def main():
     parser.add_argument("--student-steps", type=int, default=4, help="the student's steps in training")
     parser.add_argument("--lr", type=float, default=1e-4, help="student learning rate")
     parser.add_argument("--discriminator-lr", type=float, default=3e-4)
+    parser.add_argument("--renoise-mean", type=float, default=1.0,
+                        help="mean of the logit-normal re-noising time (above 0: biased to high noise)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = dict(QUICK if args.quick else FULL)
@@ -83,7 +85,8 @@ def main():
     cache, result["cache_seconds"] = timed(lambda: cache_teacher_samples(teacher, batches, shape, steps=40,
                                                                         guidance=args.guidance, seed=seed))
 
-    ladd = LADD(teacher, feature_blocks=list(range(len(teacher.model.blocks))), steps=args.student_steps)
+    ladd = LADD(teacher, feature_blocks=list(range(len(teacher.model.blocks))), steps=args.student_steps,
+                renoise_mean=args.renoise_mean)
 
     def batch_fn(step, g):
         i = torch.randint(len(cache["latent"]), (cfg["batch"],), generator=g)

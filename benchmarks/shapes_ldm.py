@@ -416,6 +416,23 @@ def plot_sweep(results: dict, path: Path) -> str:
 
 # ---------------------------------------------------------------- main
 
+def refiner_only(cfg: dict, seed: int, guidance: float) -> dict:
+    """The refiner row of a full run, alone (see ``--refiner-only``)."""
+    log("judges, autoencoder")
+    judges = train_judges(cfg, seed)
+    ae, _ = train_first_stage(cfg, seed)
+    data = latent_set(ae, cfg, seed)
+    base = build("mmdit", cfg, seed)
+    log(f"mmdit base: {cfg['steps'] // 5} steps")
+    fit(trainer_for(base, data, cfg, seed), cfg["steps"] // 5)
+    log(f"refiner: {cfg['refiner_steps']} steps on t < 0.3")
+    refiner = build("mmdit", cfg, seed + 1000, t_max=0.3)
+    refiner_trainer = trainer_for(refiner, data, dict(cfg, steps=cfg["refiner_steps"]), seed + 1000)
+    fit(refiner_trainer, cfg["refiner_steps"])
+    out = refiner_check(base.eval(), refiner_trainer.ema.eval(), ae, judges, cfg, guidance, seed)
+    return {"refiner": out | {"base_steps": cfg["steps"] // 5, "guidance": guidance}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -424,6 +441,10 @@ def main():
     parser.add_argument("--steps", type=int, help="training steps of each text-to-image model (default by budget)")
     parser.add_argument("--ae-steps", type=int, help="autoencoder training steps (default by budget)")
     parser.add_argument("--figures", type=Path, help="folder for sample grids and the guidance plot")
+    parser.add_argument("--refiner-only", type=float, metavar="GUIDANCE",
+                        help="only the refiner check, at this guidance (the MMDiT's best of a full run): trains the "
+                             "judges, the autoencoder, the MMDiT to a fifth of its steps (the same weights as the full "
+                             "run's snapshot) and the refiner")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = dict(QUICK if args.quick else FULL)
@@ -436,6 +457,9 @@ def main():
     result = {"seed": seed, "config": {k: v for k, v in cfg.items()}, "machine": platform.processor() or platform.machine(),
               "threads": args.threads, "torch": torch.__version__}
 
+    if args.refiner_only is not None:
+        print(json.dumps(refiner_only(cfg, seed, args.refiner_only) | result | {"seconds": time.time() - t0}))
+        return
     log("judges")
     judges = train_judges(cfg, seed)
     result["judge"] = judge_accuracy(judges, seed, cfg["eval_n"])
