@@ -277,6 +277,7 @@ def diffusion(seeds, steps) -> dict:
                     "frechet": dd.frechet(features(xs.numpy()), real)}
 
         row = {"full_precision": judged(full)}
+        log(f"full precision: {json.dumps(row['full_precision'])}")
         loss_fn = dd.conditional_loss(args.p_mean, args.p_std)
         for grid in ("uniform4", "ternary", "binary"):
             model = copy.deepcopy(full).requires_grad_(True)
