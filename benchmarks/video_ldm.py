@@ -216,8 +216,7 @@ def main():
     real = sample_clips(n, t, 32, 32, p_two=0.5, generator=300_000 + seed)
     prompts = clip_conditions(real)
     samples = {name: decode_clips(ae, sample_videos(m, prompts, cfg, seed, cfg["guidance"])) for name, m in models.items()}
-    independent = torch.stack([S.generate(image, ae, {**prompts, **{"target_size": prompts["target_size"]}},
-                                          cfg["guidance"], seed + 1000 * k) for k in range(t)], 1)
+    independent = torch.stack([S.generate(image, ae, prompts, cfg["guidance"], seed + 1000 * k) for k in range(t)], 1)
     result["consistency"] = {"video_curated": consistency(judge, samples["curated"]),
                              "video_uncurated": consistency(judge, samples["uncurated"]),
                              "independent_image_samples": consistency(judge, independent),
