@@ -51,7 +51,10 @@ def main():
     parser.add_argument("--static-fraction", type=float, default=0.2)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    runs = [run(seed, args) for seed in args.seeds]
+    try:
+        runs = [run(seed, args) for seed in args.seeds]
+    except ValueError as err:  # an impossible setting, e.g. --noise -1: say so without a traceback
+        parser.error(str(err))
     summary = {key: [min(r[key] for r in runs), max(r[key] for r in runs)]
                for key in runs[0] if key not in ("seed", "true_cuts", "true_static")}
     print(json.dumps({"benchmark": "video_curation", "settings": vars(args), "runs": runs, "min_max": summary,

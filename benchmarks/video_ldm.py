@@ -89,7 +89,8 @@ def encode_clips(ae, clips: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def decode_clips(ae, z: torch.Tensor) -> torch.Tensor:
     n, t = z.shape[:2]
-    return ae.from_latent(z.flatten(0, 1)).clamp(-1, 1).reshape(n, t, 3, *ae.from_latent(z[:1, 0]).shape[-2:])
+    frames = ae.from_latent(z.flatten(0, 1)).clamp(-1, 1)
+    return frames.reshape(n, t, *frames.shape[1:])
 
 
 def video_model(image: LatentDiffusion, cfg: dict, seed: int, concat: bool = False) -> LatentDiffusion:
