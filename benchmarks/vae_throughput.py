@@ -18,7 +18,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from recon.ctf import ctf_from_params
-from recon.training import _loss, _networks
+from recon.training import _loss, training_networks
 from recon.vae import Architecture, HetVAE
 
 
@@ -38,10 +38,11 @@ def measure(box: int, dim: int, batch_size: int, amp: bool, compile_: bool, step
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
     batch = _Batch(model, batch_size, device)
-    networks = torch.compile(_networks, dynamic=True) if compile_ else _networks
+    networks = training_networks(model, amp, compile_)
 
     def step():
-        loss = _loss(model, batch, 0.125, gen, networks, amp)[0]
+        noise = torch.randn(batch_size, 8, generator=gen, device=device)
+        loss = _loss(networks, model, batch, 0.125, noise, 1 / batch_size)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -176,7 +176,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="every stage at a tiny budget (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--figures", help="folder for GIF grids of samples")
+    parser.add_argument("--figures", help="folder for GIF and MP4 grids of samples")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
     torch.set_num_threads(args.threads)
@@ -244,7 +244,7 @@ def main():
     S.log(f"temporal decoder: {cfg['decoder_steps']} steps")
     result["temporal_decoder"] = temporal_decoder_check(ae, cfg, seed)
     if args.figures:
-        write_gifs(Path(args.figures), {"video_curated": samples["curated"], "video_uncurated": samples["uncurated"],
+        write_gifs(Path(args.figures), {"curated": samples["curated"], "uncurated": samples["uncurated"],
                                         "image_to_video": i2v_clips, "real": real["clip"]})
     print(json.dumps(result, indent=1))
 
@@ -281,8 +281,9 @@ def temporal_decoder_check(ae, cfg: dict, seed: int) -> dict:
 
 
 def write_gifs(folder: Path, grids: dict, rows: int = 4, cols: int = 4) -> None:
-    """One animated GIF per entry: a ``rows x cols`` grid of clips, 4x upscaled."""
-    from PIL import Image
+    """One looping GIF and one MP4 (4 frames per second) per entry: a ``rows x cols`` grid of
+    clips, 4x upscaled, written by :func:`cryodiff.movies.write_movie`."""
+    from cryodiff.movies import write_movie
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, clips in grids.items():
@@ -294,10 +295,10 @@ def write_gifs(folder: Path, grids: dict, rows: int = 4, cols: int = 4) -> None:
             for i in range(n):
                 r, c = divmod(i, cols)
                 grid[:, r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = (clips[i, k] + 1) / 2
-            pixels = (grid.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-            frames.append(Image.fromarray(pixels).resize((pixels.shape[1] * 4, pixels.shape[0] * 4), Image.NEAREST))
-        frames[0].save(folder / f"video_{name}.gif", save_all=True, append_images=frames[1:], duration=250, loop=0)
-
+            grid = grid.repeat_interleave(4, 1).repeat_interleave(4, 2)
+            frames.append((grid.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy())
+        for suffix in (".gif", ".mp4"):
+            write_movie(folder / f"video_{name}{suffix}", frames, fps=4.0)
 
 if __name__ == "__main__":
     main()

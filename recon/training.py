@@ -15,14 +15,17 @@ import logging
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+
+from recon import distributed, loader
 
 from recon.ctf import ctf_from_params
 from recon.errors import InputError, TrainingDiverged
@@ -32,7 +35,7 @@ from recon.io.indices import selected_indices
 from recon.io.safe_read import read_json
 from recon.preprocess import estimate_scale, hartley_images, masked
 from recon.run import CHECKPOINT, CONFIG, LOG, epoch_files, load_checkpoint, write_latents
-from recon.vae import Architecture, HetVAE, kl_divergence
+from recon.vae import Architecture, HetVAE, kl_per_particle
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,14 @@ class TrainSettings:
     amp: bool | None = None  # [--amp/--no-amp] bf16 autocast; default: where bf16 is native (see default_amp)
     compile: bool = False  # [--compile] torch.compile the networks (GPU)
     keep_every: int = 0  # [--checkpoint] keep weights and latents of every k-th epoch (0: only the last)
+    shuffle_chunk: int = 0  # particles per contiguous chunk of the chunk-shuffled order (0: shuffle every particle; recon.loader)
+    shuffle_window: int = 8  # chunks shuffled together
+
+
+#: Settings added after runs were first written: their value in a run whose config lacks them.
+_LATER_SETTINGS = {"shuffle_chunk": 0, "shuffle_window": 8}
+#: Most bytes of images one read of a chunk-shuffled epoch brings into memory (two are held).
+READ_BYTES = 2**28
 
 
 @dataclass
@@ -131,32 +142,6 @@ def default_amp(device: torch.device) -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-class _Batches:
-    """Reads image batches in a background thread while the model computes."""
-
-    def __init__(self, data: TrainingData, order: np.ndarray, batch_size: int):
-        self.data, self.order, self.size = data, order, batch_size
-        self.pool = ThreadPoolExecutor(max_workers=1)
-
-    def _read(self, start: int):
-        pos = self.order[start : start + self.size]
-        idx = self.data.indices[pos]
-        sort = np.argsort(idx, kind="stable")  # sequential reads from the stacks
-        images = np.empty((len(idx), self.data.box, self.data.box), np.float32)
-        images[sort] = self.data.images[idx[sort]]
-        return pos, torch.from_numpy(images)
-
-    def __iter__(self):
-        starts = range(0, len(self.order), self.size)
-        pending = self.pool.submit(self._read, 0) if len(self.order) else None
-        for start in starts:
-            pos, images = pending.result()
-            nxt = start + self.size
-            pending = self.pool.submit(self._read, nxt) if nxt < len(self.order) else None
-            yield pos, images
-        self.pool.shutdown()
-
-
 class Batch:
     """One batch moved to the device and turned into the model's inputs."""
 
@@ -172,26 +157,49 @@ class Batch:
         self.encoder_input = self.target if self.ctf is None else self.target * torch.sign(self.ctf)
 
 
-def _networks(model: HetVAE, encoder_input, rotations, noise, amp: bool):
-    """Encoder and decoder passes: ``(mu, logvar, predicted slices)`` in float32;
-    the networks run in bf16 under ``amp``."""
-    with torch.autocast(model.coords.device.type, dtype=torch.bfloat16, enabled=amp):
-        mu, logvar = model.encode(encoder_input)
-        mu, logvar = mu.float(), logvar.float()
-        z = mu + torch.exp(0.5 * logvar) * noise
-        pred = model.decode_slices(rotations, z).float()
-    return mu, logvar, pred
+class Networks(nn.Module):
+    """The encoder and decoder passes of one batch as one module: what DistributedDataParallel
+    wraps and ``torch.compile`` compiles.
+
+    ``forward(encoder_input, rotations, noise)`` returns ``(mu, logvar, predicted slices)`` in
+    float32, with ``z = mu + exp(logvar / 2) * noise``; the networks run in bf16 under ``amp``."""
+
+    def __init__(self, model: HetVAE, amp: bool):
+        super().__init__()
+        self.model, self.amp = model, amp
+
+    def forward(self, encoder_input: torch.Tensor, rotations: torch.Tensor, noise: torch.Tensor):
+        model = self.model
+        with torch.autocast(model.coords.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            mu, logvar = model.encode(encoder_input)
+            mu, logvar = mu.float(), logvar.float()
+            z = mu + torch.exp(0.5 * logvar) * noise
+            pred = model.decode_slices(rotations, z).float()
+        return mu, logvar, pred
 
 
-def _loss(model: HetVAE, batch: Batch, beta: float, generator: torch.Generator, networks=_networks, amp: bool = False):
-    """Loss = MSE on the masked lattice + beta * KL / M."""
-    noise = torch.randn(len(batch.target), model.arch.zdim, generator=generator, device=batch.target.device)
-    mu, logvar, pred = networks(model, batch.encoder_input, batch.rotations, noise, amp)
+def training_networks(model: HetVAE, amp: bool, compile: bool = False) -> nn.Module:
+    """:class:`Networks` of ``model``, inside DistributedDataParallel when several processes
+    train (:mod:`recon.distributed`), compiled when asked."""
+    networks = Networks(model, amp)
+    if distributed.world_size() > 1:
+        networks = DistributedDataParallel(networks, forward_sync_buffers=False)  # the buffers are constants
+    return torch.compile(networks, dynamic=True) if compile else networks
+
+
+def _loss(networks, model: HetVAE, batch: Batch, beta: float, noise: torch.Tensor, weight: float):
+    """``weight * sum over the batch of (MSE on the masked lattice + beta * KL / M)``, with the
+    sums of the MSE and the KL over the batch and the posterior ``(mu, logvar)``.
+
+    With ``weight = 1 / B`` for a batch of ``B`` this is the batch mean; with several processes
+    each gets ``weight = world size / global B`` (see :mod:`recon.distributed`)."""
+    mu, logvar, pred = networks(batch.encoder_input, batch.rotations, noise)
     if batch.ctf is not None:
         pred = pred * batch.ctf
-    mse = (pred - batch.target).pow(2).mean()
-    kld = kl_divergence(mu, logvar)
-    return mse + beta * kld / model.n_pixels, mse, kld, mu, logvar
+    mse = (pred - batch.target).pow(2).mean(1)
+    kld = kl_per_particle(mu, logvar)
+    loss = weight * (mse + beta * kld / model.n_pixels).sum()
+    return loss, mse.sum(), kld.sum(), mu, logvar
 
 
 def _save_checkpoint(run: Path, model, optimizer, epoch: int, generator, z_mu, z_logvar) -> None:
@@ -282,8 +290,8 @@ def _check_resumable(old: dict, new: dict, path: Path) -> None:
             raise InputError(path, f"the {key} differs from the run being resumed", "resume with the original settings, or start a new run")
     if "imported_from" in old:
         raise InputError(path, "this run was imported without its optimiser state and cannot be resumed", "train a new run from the particles instead")
-    for key in ("batch_size", "lr", "beta", "seed", "invert", "window", "weight_decay", "amp"):  # not epochs, keep_every
-        if old["training"].get(key) != new["training"][key]:
+    for key in ("batch_size", "lr", "beta", "seed", "invert", "window", "weight_decay", "amp", *_LATER_SETTINGS):
+        if old["training"].get(key, _LATER_SETTINGS.get(key)) != new["training"][key]:  # epochs, keep_every may change
             raise InputError(path, f"training setting {key} differs from the run being resumed", "resume with the original settings")
 
 
@@ -302,7 +310,9 @@ def train_vae(
     ``after_epoch(epoch)`` is called once each epoch's checkpoint is on disk.
     """
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
     device = _device()
     beta = settings.beta if settings.beta is not None else 1.0 / arch.zdim
     amp = settings.amp if settings.amp is not None else default_amp(device)
@@ -336,59 +346,96 @@ def train_vae(
     start_epoch = 1
     if resume:
         z_mu, z_logvar, start_epoch = _restore(run, device, model, optimizer, generator, (n, arch.zdim))
-        _trim_log(run, start_epoch - 1)
-        log.info("resuming %s after epoch %d", run, start_epoch - 1)
-    with atomic_target(run / CONFIG) as tmp:  # after the checks of a resumed run: a refused resume changes nothing
-        tmp.write_text(json.dumps(config, indent=2))
+        if main:
+            _trim_log(run, start_epoch - 1)
+            log.info("resuming %s after epoch %d", run, start_epoch - 1)
+    if main:
+        with atomic_target(run / CONFIG) as tmp:  # after the checks of a resumed run: a refused resume changes nothing
+            tmp.write_text(json.dumps(config, indent=2))
 
-    networks = torch.compile(_networks, dynamic=True) if settings.compile else _networks
+    networks = training_networks(model, amp, settings.compile)
+    world = distributed.world_size()
+    stored = loader.file_order(data.images, data.indices) if settings.shuffle_chunk else None
+    group = 1
+    if settings.shuffle_chunk:  # read a window's share at once, within READ_BYTES
+        group = min(settings.shuffle_chunk * settings.shuffle_window, READ_BYTES // (4 * data.box**2)) // settings.batch_size
     for epoch in range(start_epoch, settings.epochs + 1):
         model.train()
-        order = np.random.default_rng([settings.seed, epoch]).permutation(n)
-        sums = np.zeros(3)
+        order = loader.epoch_order(n, settings.seed, epoch, chunk=settings.shuffle_chunk, window=settings.shuffle_window,
+                                   stored=stored)
+        batches = loader.batches_of(order, settings.batch_size)
+        parts = [batch[distributed.shard(len(batch))] for batch in batches]
+        sums = np.zeros(2)
+        mine = np.zeros(n, bool)
         tic = time.perf_counter()
-        bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="img", disable=not show_progress, mininterval=1.0)
-        for b, (pos, images) in enumerate(_Batches(data, order, settings.batch_size)):
+        bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="img", disable=not (show_progress and main),
+                   mininterval=1.0)
+        for b, (pos, images) in enumerate(loader.Batches(data.images, data.indices, data.box, parts, group)):
+            size = len(batches[b])
+            noise = torch.randn(size, arch.zdim, generator=generator, device=device)[distributed.shard(size)]
             batch = Batch(model, data, pos, images, scale, settings.invert, settings.window)
-            loss, mse, kld, mu, logvar = _loss(model, batch, beta, generator, networks, amp)
-            if not torch.isfinite(loss):
-                last = f"{run / CHECKPOINT} (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} in epoch {epoch}, batch {b}; last good checkpoint: {last}. "
-                    "Try a lower --lr, and check the particles for outliers"
-                )
+            loss, mse, kld, mu, logvar = _loss(networks, model, batch, beta, noise, world / size)
+            _stop_if_diverged(loss / world, run, epoch, b)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             z_mu[pos], z_logvar[pos] = mu.detach().cpu().numpy(), logvar.detach().cpu().numpy()
-            sums += np.array([loss.item(), mse.item(), kld.item()]) * len(pos)
-            bar.update(len(pos))
+            mine[pos] = True
+            sums += (mse.item(), kld.item())
+            bar.update(size)
         bar.close()
+        z_mu = distributed.sum_over_ranks(np.where(mine[:, None], z_mu, 0), device)
+        z_logvar = distributed.sum_over_ranks(np.where(mine[:, None], z_logvar, 0), device)
+        mse, kld = distributed.sum_over_ranks(sums, device) / max(n, 1)
         seconds = time.perf_counter() - tic
-        record = dict(zip(("loss", "mse", "kld"), (sums / max(n, 1)).tolist()))
-        record = {"epoch": epoch, **record, "images_per_s": n / seconds, "seconds": seconds}
-        # the log line first: if the process dies before the checkpoint, a resume trims it and redoes the epoch
-        _append_line(run / LOG, json.dumps(record))
-        _save_checkpoint(run, model, optimizer, epoch, generator, z_mu, z_logvar)
-        if settings.keep_every and epoch % settings.keep_every == 0:
-            _keep_epoch(run, model, epoch, data.indices, z_mu, z_logvar)
-        log.info("epoch %d: loss %.5f (mse %.5f, kld %.3f), %.0f images/s", epoch, record["loss"], record["mse"], record["kld"], record["images_per_s"])
-        if after_epoch is not None:
-            after_epoch(epoch)
+        record = {"epoch": epoch, "loss": mse + beta * kld / model.n_pixels, "mse": mse, "kld": kld,
+                  "images_per_s": n / seconds, "seconds": seconds}
+        if main:
+            # the log line first: if the process dies before the checkpoint, a resume trims it and redoes the epoch
+            _append_line(run / LOG, json.dumps(record))
+            _save_checkpoint(run, model, optimizer, epoch, generator, z_mu, z_logvar)
+            if settings.keep_every and epoch % settings.keep_every == 0:
+                _keep_epoch(run, model, epoch, data.indices, z_mu, z_logvar)
+            log.info("epoch %d: loss %.5f (mse %.5f, kld %.3f), %.0f images/s", epoch, record["loss"], mse, kld,
+                     record["images_per_s"])
+            if after_epoch is not None:
+                after_epoch(epoch)
+        distributed.barrier()  # the checkpoint is on disk before any process goes on
 
-    write_latents(run, *encode_all(model, data, scale, settings.invert, settings.window, settings.batch_size * 8), data.indices)
+    latents = encode_all(model, data, scale, settings.invert, settings.window, settings.batch_size * 8)
+    if main:
+        write_latents(run, *latents, data.indices)
     return model
+
+
+def _stop_if_diverged(batch_loss: torch.Tensor, run: Path, epoch: int, b: int) -> None:
+    """Raise :class:`TrainingDiverged` in every process when the loss of batch ``b`` is not finite
+    on any of them. ``batch_loss`` is this process's share of the batch mean (the sum over
+    processes is the mean)."""
+    total = batch_loss.detach().clone()
+    if distributed.world_size() > 1:
+        torch.distributed.all_reduce(total)
+    if not torch.isfinite(total):
+        last = f"{run / CHECKPOINT} (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
+        raise TrainingDiverged(
+            f"loss became {total.item()} in epoch {epoch}, batch {b}; last good checkpoint: {last}. "
+            "Try a lower --lr, and check the particles for outliers"
+        )
 
 
 @torch.no_grad()
 def encode_all(model: HetVAE, data: TrainingData, scale: float, invert: bool, window: bool = True, batch_size: int = 256):
-    """Posterior means and log-variances ``[N, zdim]`` of every particle (eval mode)."""
+    """Posterior means and log-variances ``[N, zdim]`` of every particle (eval mode).
+
+    With several processes each encodes its share and every process returns all rows."""
     model.eval()
     n = len(data.indices)
     mu = np.zeros((n, model.arch.zdim), np.float32)
     logvar = np.zeros_like(mu)
-    for pos, images in _Batches(data, np.arange(n), batch_size):
+    share = np.arange(n)[distributed.shard(n)]
+    for pos, images in loader.Batches(data.images, data.indices, data.box, loader.batches_of(share, batch_size)):
         batch = Batch(model, data, pos, images, scale, invert, window)
         m, lv = model.encode(batch.encoder_input)
         mu[pos], logvar[pos] = m.cpu().numpy(), lv.cpu().numpy()
-    return mu, logvar
+    device = model.coords.device
+    return distributed.sum_over_ranks(mu, device), distributed.sum_over_ranks(logvar, device)

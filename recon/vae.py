@@ -206,6 +206,11 @@ class HetVAE(nn.Module):
         return vol.float().numpy()
 
 
+def kl_per_particle(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) of each row: ``[B]`` from ``[B, zdim]``."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+
+
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of KL(N(mu, exp(logvar)) || N(0, I))."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+    return kl_per_particle(mu, logvar).mean()

@@ -32,6 +32,8 @@ def add_args(parser):
     parser.add_argument("--datadir", help="folder with the stacks that a .star/.cs refers to")
     parser.add_argument("--apix", "--Apix", type=positive_float, help="input pixel size in Å, for files that lack it")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=512, help="images per batch (default: %(default)s)")
+    parser.add_argument("--float16", action="store_true",
+                        help="write the particles as float16 (MRC mode 12): half the disk and memory, 3 significant digits")
     add_force_arg(parser)
 
 
@@ -59,7 +61,11 @@ def _downsample_particles(args, particles, out: Path, writes_star: bool) -> None
     apix_in = meta.apix or 1.0
     log.info("downsampling %d particles from %d to %d px (%.4g -> %.4g Å/px)", len(particles), meta.box, args.box, apix_in, apix_in * scale)
     with progress_bar(len(particles), "downsample") as bar:
-        downsample_stack(particles.images, args.box, out, apix_in * scale, batch_size=args.batch_size, progress=bar.update)
+        try:
+            downsample_stack(particles.images, args.box, out, apix_in * scale, batch_size=args.batch_size,
+                             float16=args.float16, progress=bar.update)
+        except ValueError as err:
+            raise InputError(args.input, str(err), "drop --float16, or normalise the particles first") from None
     if writes_star:
         ctf = None if meta.ctf is None else meta.ctf.copy()
         if ctf is not None:

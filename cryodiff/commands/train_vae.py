@@ -7,6 +7,15 @@ the last epoch one clean encoding pass writes RUN/latents.h5 (z_mu, z_logvar
 [N, zdim] in particle order, with the particle indices). A killed run
 continues with --resume to the same result as an uninterrupted one.
 RUN/config.json records every setting and the data normalisation.
+
+Started by torchrun, several processes train together (DistributedDataParallel:
+NCCL between GPUs, gloo on CPUs), e.g. two GPUs of one machine:
+
+    torchrun --standalone --nproc-per-node 2 --no-python cryodiff train-vae ...
+
+--batch-size is the global batch, split between the processes; the result does not
+depend on how many there are, and a run may resume with another number. Only the
+first process (rank 0) writes the run folder. See docs/large_datasets.md.
 """
 
 from __future__ import annotations
@@ -66,6 +75,14 @@ def add_args(parser):
         help="do not multiply images by a soft circular window (0.85-0.99 of the half box) before the transform",
     )
     parser.add_argument("--lazy", action="store_true", help="read images from disk per batch instead of loading them into memory")
+    parser.add_argument(
+        "--shuffle-chunk", type=nonnegative_int, default=0, metavar="N",
+        help="visit the particles in chunks of N consecutive images of the stacks, shuffled --shuffle-window chunks at "
+        "a time, so that stacks larger than memory are read nearly sequentially with --lazy (default: 0, shuffle "
+        "every particle; see docs/large_datasets.md)",
+    )
+    parser.add_argument("--shuffle-window", type=positive_int, default=8, metavar="K",
+                        help="chunks whose particles are shuffled together (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --outdir from its last checkpoint")
     parser.add_argument(
         "--load", metavar="latest|CHECKPOINT",
@@ -90,8 +107,11 @@ def add_args(parser):
 
 
 def run(args) -> None:
+    from cryodiff.plots import plot_training_log
+    from recon import distributed
     from recon.training import training_data
 
+    distributed.init_from_environment()  # several processes when started by torchrun
     out = Path(args.outdir)
     if args.load is not None:
         _check_load(args.load, out)
@@ -100,17 +120,28 @@ def run(args) -> None:
         raise InputError(out, "already holds a trained run", "pass --resume to continue it, or choose a new --outdir")
     data = training_data(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf, ind=args.ind,
                          apix=args.apix, amplitude_contrast=args.amplitude_contrast)
+    if not distributed.is_main():  # only rank 0 checks, locks and writes the run folder
+        logging.getLogger("cryodiff").setLevel(logging.WARNING)
+        distributed.barrier()  # released once rank 0 has taken the folder (torchrun stops us if it refused)
+        _train(args, data, out)
+        return
     with output_folder(out, "train-vae", kind="train-vae", inputs=particle_inputs(args, data.images), force=args.force,
                        marker="config.json", keep_if="checkpoint.pt") as folder:
-        _train(args, data, folder)
+        for name in ("config.json", "checkpoint.pt", "log.jsonl", "latents.h5", "weights.pt", "loss.png"):
+            folder.file(name)  # refused here, before training, if another command's output holds the name
+        log_to_file(folder.file("run.log"))
+        if distributed.world_size() > 1:
+            log.info("%d processes train together (torchrun); this one, rank 0, writes the run", distributed.world_size())
+        distributed.barrier()
+        _train(args, data, out)
+        plot_training_log(out / "log.jsonl", out / "loss.png", f"training of {out.name}")
+        log.info("done: latents in %s, training curves in %s; volumes with: cryodiff eval-vol %s -z ...", out / "latents.h5", out / "loss.png", out)
 
 
-def _train(args, data, folder) -> None:
-    from cryodiff.plots import plot_training_log
+def _train(args, data, out: Path) -> None:
     from recon.training import TrainSettings, train_vae
     from recon.vae import Architecture
 
-    out = folder.path
     if data.ctf is None:
         log.warning("no CTF parameters found: training without CTF correction")
     if not args.lazy:
@@ -123,18 +154,13 @@ def _train(args, data, folder) -> None:
     settings = TrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
         invert=args.invert, window=args.window, weight_decay=args.wd, amp=args.amp, compile=args.compile,
-        keep_every=args.checkpoint,
+        keep_every=args.checkpoint, shuffle_chunk=args.shuffle_chunk, shuffle_window=args.shuffle_window,
     )
-    for name in ("config.json", "checkpoint.pt", "log.jsonl", "latents.h5", "weights.pt", "loss.png"):
-        folder.file(name)  # refused here, before training, if another command's output holds the name
-    log_to_file(folder.file("run.log"))
     log.info("training on %d particles (box %d, %.4g Å/px), zdim %d, %d epochs -> %s", len(data.indices), data.box, data.apix, args.zdim, args.epochs, out)
     try:
         train_vae(data, arch, settings, out, resume=args.resume)
     except TrainingDiverged as err:
         raise InputError(out, str(err), "see above") from None
-    plot_training_log(out / "log.jsonl", out / "loss.png", f"training of {out.name}")
-    log.info("done: latents in %s, training curves in %s; volumes with: cryodiff eval-vol %s -z ...", out / "latents.h5", out / "loss.png", out)
 
 
 def _check_load(load: str, out: Path) -> None:

@@ -12,11 +12,12 @@ reads batches on demand::
 Opening only reads the headers, which are checked at once: a missing file,
 a non-MRC or truncated file, non-square images, box sizes that differ
 between files and an index past the end of a file each raise
-:class:`~recon.errors.InputError`. The data are memory-mapped on first use
-and each file stays mapped (up to :data:`MAX_OPEN_FILES` at a time, least
-recently used closed first, so projects with thousands of stacks stay within
-the operating system's limit on open files). Each batch is checked for NaN
-or infinite pixels.
+:class:`~recon.errors.InputError`. Images are read on demand with positioned
+reads (:class:`recon.io.mrc.StackReader`), so the process holds only the
+images asked for whatever the size of the stacks; each file stays open (up
+to :data:`MAX_OPEN_FILES` at a time, least recently used closed first, so
+projects with thousands of stacks stay within the operating system's limit
+on open files). Each batch is checked for NaN or infinite pixels.
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from mrcfile.mrcmemmap import MrcMemmap
 
 from recon.errors import InputError
-from recon.io.mrc import inspect_stack, open_stack, read_images
+from recon.io.mrc import StackReader, inspect_stack, read_images
 
 __all__ = ["ImageStack", "MAX_OPEN_FILES"]
 
@@ -85,7 +85,7 @@ class ImageStack:
         self._referenced_by = referenced_by
         self.box = self._check_shapes()
         self._check_indices()
-        self._open: OrderedDict[int, MrcMemmap] = OrderedDict()
+        self._open: OrderedDict[int, StackReader] = OrderedDict()
         self._cache: np.ndarray | None = None
 
     @property
@@ -194,12 +194,12 @@ class ImageStack:
                 "remove that particle from the metadata or re-extract the stack",
             )
 
-    def _handle(self, f: int) -> MrcMemmap:
+    def _handle(self, f: int) -> StackReader:
         handle = self._open.get(f)
         if handle is None:
             if len(self._open) >= MAX_OPEN_FILES:
                 self._open.popitem(last=False)[1].close()
-            handle = self._open[f] = open_stack(self._infos[f].path)
+            handle = self._open[f] = StackReader(self._infos[f])
         else:
             self._open.move_to_end(f)
         return handle
@@ -215,7 +215,7 @@ class ImageStack:
         return self._cache
 
     def close(self) -> None:
-        """Unmap all open stack files (they are reopened on the next read)."""
+        """Close all open stack files (they are reopened on the next read)."""
         while self._open:
             self._open.popitem()[1].close()
 

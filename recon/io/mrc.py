@@ -3,10 +3,11 @@
 Arrays follow mrcfile's order: an image is ``[y, x]``, a stack ``[n, y, x]``,
 a volume ``[z, y, x]``. Pixel and voxel sizes are in Å.
 
-Reading never loads a whole stack: :func:`open_stack` memory-maps the file
-(``mrcfile.mmap`` in permissive mode, because real RELION and EMPIAR stacks
-often lack the ``MAP `` identifier) and :func:`read_images` converts only the
-requested images to float32. The standard modes 0 (int8), 1 (int16),
+Reading never loads a whole stack: :class:`StackReader` reads the requested
+images of a stack with positioned reads, one per run of consecutive images,
+and :func:`read_images` converts only those to float32; :func:`open_stack`
+memory-maps a file (``mrcfile.mmap`` in permissive mode, because real RELION
+and EMPIAR stacks often lack the ``MAP `` identifier) for whole-file reads. The standard modes 0 (int8), 1 (int16),
 2 (float32), 6 (uint16) and 12 (float16) are accepted, in either byte order.
 
 Writers produce mode-2 (float32) files with the voxel size set in the header
@@ -39,6 +40,7 @@ __all__ = [
     "inspect_stack",
     "open_stack",
     "read_images",
+    "StackReader",
     "write_stack",
     "write_volume",
     "read_volume",
@@ -67,6 +69,8 @@ class StackInfo:
         Pixel size in Å from the header (``voxel_size.x``); 0 when unset.
         Often unreliable in particle stacks (RELION may write 1.0), so the
         particle readers take the pixel size from the metadata instead.
+    data_offset
+        Bytes before the first image: the 1024-byte header and the extended header.
     """
 
     path: Path
@@ -74,6 +78,7 @@ class StackInfo:
     shape: tuple[int, int]
     dtype: np.dtype
     apix: float
+    data_offset: int = _HEADER_BYTES
 
 
 def _check_exists(path: Path) -> None:
@@ -142,7 +147,8 @@ def inspect_stack(path: str | os.PathLike) -> StackInfo:
             "the file was cut short (interrupted copy or extraction); copy or extract it again",
         )
     voxel_x = float(header.cella.x) / int(header.mx) if int(header.mx) > 0 else 0.0
-    return StackInfo(path=path, n=nz, shape=(ny, nx), dtype=dtype, apix=voxel_x)
+    return StackInfo(path=path, n=nz, shape=(ny, nx), dtype=dtype, apix=voxel_x,
+                     data_offset=_HEADER_BYTES + int(header.nsymbt))
 
 
 def open_stack(path: str | os.PathLike) -> MrcMemmap:
@@ -167,26 +173,69 @@ def open_stack(path: str | os.PathLike) -> MrcMemmap:
     return mrc
 
 
-def read_images(mrc: MrcMemmap, indices: np.ndarray) -> np.ndarray:
+class StackReader:
+    """An MRC stack (checked by :func:`inspect_stack`) open for reading images by number.
+
+    Hand-written instead of reading through ``mrcfile.mmap``: pages of a memory-mapped file
+    count toward the process's resident memory and stay mapped, so an epoch over a stack
+    larger than RAM would look like (and be accounted as) that much memory; positioned reads
+    (``os.pread``) hold only the images asked for, and the kernel's page cache does the rest.
+    """
+
+    def __init__(self, info: StackInfo):
+        self.info = info
+        self.image_bytes = info.shape[0] * info.shape[1] * info.dtype.itemsize
+        self.fd = os.open(info.path, os.O_RDONLY)
+
+    def read(self, first: int, count: int) -> np.ndarray:
+        """Images ``first`` to ``first + count - 1`` (0-based) in the file's own type ``[count, ny, nx]``."""
+        size, offset = count * self.image_bytes, self.info.data_offset + first * self.image_bytes
+        buffer = bytearray(size)
+        view, done = memoryview(buffer), 0
+        while done < size:
+            got = os.preadv(self.fd, [view[done:]], offset + done)
+            if got == 0:
+                raise InputError(self.info.path, f"the file ends before image {first + done // self.image_bytes + 1} (1-based) is complete",
+                                 "the file was cut short while being read (still being copied?); copy it again")
+            done += got
+        return np.frombuffer(buffer, dtype=self.info.dtype).reshape(count, *self.info.shape)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def read_images(reader: StackReader, indices: np.ndarray) -> np.ndarray:
     """Read images by 0-based index from an open stack as float32 [B, ny, nx].
 
-    Only the requested images are read and converted; pass sorted indices for
-    the most sequential disk access.
+    Only the requested images are read and converted, one read per run of consecutive
+    indices; pass sorted indices for the most sequential disk access.
     """
-    data = mrc.data
-    stack = data.reshape((-1,) + data.shape[-2:])  # a single image or a volume stack as [n, y, x]
-    return np.asarray(stack[np.asarray(indices, dtype=np.intp)], dtype=np.float32)
+    indices = np.asarray(indices, dtype=np.intp)
+    out = np.empty((len(indices), *reader.info.shape), np.float32)
+    if not len(indices):
+        return out
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(indices)]):
+        out[start:stop] = reader.read(int(indices[start]), int(stop - start))
+    return out
+
+
+#: The largest magnitude a float16 (MRC mode 12) pixel holds.
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 @contextlib.contextmanager
-def new_stack_mmap(path: str | os.PathLike, shape: tuple[int, int, int], apix: float) -> Iterator[mrcfile.mrcmemmap.MrcMemmap]:
-    """A new float32 image stack ``[n, y, x]`` at ``path``, written through a memory map.
+def new_stack_mmap(path: str | os.PathLike, shape: tuple[int, int, int], apix: float,
+                   float16: bool = False) -> Iterator[mrcfile.mrcmemmap.MrcMemmap]:
+    """A new image stack ``[n, y, x]`` at ``path``, written through a memory map: float32
+    (MRC mode 2), or float16 (mode 12: half the disk and page cache, 3 significant digits,
+    magnitudes up to :data:`FLOAT16_MAX`) with ``float16``.
 
     The file's blocks are reserved on disk before anything is written (``posix_fallocate``):
     a disk too small fails here with ``ENOSPC`` naming the file, instead of killing the
     process with SIGBUS when a write through the map finds no free block.
     """
-    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=12 if float16 else 2, overwrite=True) as mrc:
         mrc.set_image_stack()
         mrc.voxel_size = apix
         mrc.flush()
@@ -201,6 +250,7 @@ def new_stack_mmap(path: str | os.PathLike, shape: tuple[int, int, int], apix: f
 
 
 def _write_mrc(path: str | os.PathLike, data: np.ndarray, apix: float, image_stack: bool) -> None:
+    """``data`` as it is typed (float32: mode 2, float16: mode 12), written atomically."""
     with atomic_target(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(data)
         if image_stack:
@@ -209,16 +259,28 @@ def _write_mrc(path: str | os.PathLike, data: np.ndarray, apix: float, image_sta
         mrc.header.origin = (0.0, 0.0, 0.0)
 
 
-def write_stack(path: str | os.PathLike, images: np.ndarray, apix: float) -> None:
-    """Write an image stack [N, D, D] (``[n, y, x]``) as a mode-2 .mrcs file.
+def write_stack(path: str | os.PathLike, images: np.ndarray, apix: float, float16: bool = False) -> None:
+    """Write an image stack [N, D, D] (``[n, y, x]``) as a .mrcs file.
 
     ``apix`` is the pixel size in Å, stored as the header voxel size. The
-    data are stored as float32; the file is written atomically.
+    data are stored as float32 (mode 2), or as float16 (mode 12) with
+    ``float16``; a value beyond :data:`FLOAT16_MAX` is then a ``ValueError``
+    (it would be stored as infinity). The file is written atomically.
     """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3:
         raise ValueError(f"images must be [N, D, D], got shape {images.shape}")
+    if float16:
+        images = to_float16(images)
     _write_mrc(path, images, apix, image_stack=True)
+
+
+def to_float16(images: np.ndarray) -> np.ndarray:
+    """``images`` as float16; a ``ValueError`` if a finite value is too large for float16."""
+    peak = float(np.abs(images).max(initial=0.0))
+    if np.isfinite(peak) and peak > FLOAT16_MAX:
+        raise ValueError(f"a pixel of magnitude {peak:.4g} does not fit in float16 (at most {FLOAT16_MAX:.0f})")
+    return images.astype(np.float16)
 
 
 def write_volume(path: str | os.PathLike, volume: np.ndarray, apix: float) -> None:
