@@ -13,7 +13,8 @@ position in the particle file is ``run.indices[row]``)::
 
 * :func:`pca`, :func:`pc_traversal`: principal components of ``z`` and
   latents along one of them.
-* :func:`umap_embedding`: 2-D UMAP (needs ``umap-learn``).
+* :func:`umap_embedding`: 2-D UMAP (needs ``umap-learn``), fitted on a sample above
+  :data:`UMAP_FIT_LIMIT` particles.
 * :func:`kmeans_centres`, :func:`nearest_rows`: k-means with each centre
   snapped to the particle nearest to it, so every centre is a real latent.
 * :func:`knn_graph`, :func:`graph_path`: shortest path between two particles
@@ -27,12 +28,13 @@ Distances are Euclidean in latent units.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
@@ -89,8 +91,22 @@ def pc_traversal(fit: LatentPCA, k: int, n: int = 10, lo: float = 5.0, hi: float
     return fit.mean + values[:, None] * fit.components[k - 1]
 
 
-def umap_embedding(z: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
+#: Above this many particles UMAP is fitted on a random sample of this many and places the others with
+#: the fitted model's ``transform``: the fit's cost grows faster than linearly (umap-learn's
+#: nearest-neighbour descent and layout), placing a point is a neighbour search and a short
+#: optimisation. 100k points show every cluster a data set of this kind holds.
+UMAP_FIT_LIMIT = 100_000
+#: Above this many particles k-means runs on mini-batches (scikit-learn's ``MiniBatchKMeans``).
+KMEANS_FULL_LIMIT = 200_000
+
+
+def umap_embedding(z: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
+                   fit_limit: int = UMAP_FIT_LIMIT, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """2-D UMAP embedding ``[N, 2]`` of ``z`` (umap-learn defaults, seeded).
+
+    With more than ``fit_limit`` particles the embedding is fitted on a seeded random sample of
+    ``fit_limit`` of them and the rest are placed by the fitted model (``transform``, in blocks
+    of ``fit_limit``; ``progress(count)`` after each block, including the fitted sample).
 
     Distances in a UMAP plot are not meaningful beyond neighbourhoods; use it
     to see clusters, and PCA or the latents themselves to measure. The first
@@ -100,10 +116,24 @@ def umap_embedding(z: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist
         import umap
     except ImportError as err:
         raise InputError("umap-learn", f"UMAP is not available ({err})", "pip install umap-learn, or pass --skip-umap") from None
-    model = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(z) - 1), min_dist=min_dist, random_state=seed)
+    z = np.asarray(z, dtype=np.float32)
+    fit_rows = np.arange(len(z))
+    if len(z) > fit_limit:
+        fit_rows = np.sort(np.random.default_rng(seed).choice(len(z), size=fit_limit, replace=False))
+    model = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(fit_rows) - 1), min_dist=min_dist, random_state=seed)
+    out = np.empty((len(z), 2), np.float32)
     with warnings.catch_warnings():  # seeding makes UMAP single-threaded, and it says so
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-        return model.fit_transform(np.asarray(z, dtype=np.float32)).astype(np.float32)
+        out[fit_rows] = model.fit_transform(z[fit_rows])
+        if progress is not None:
+            progress(len(fit_rows))
+        rest = np.setdiff1d(np.arange(len(z)), fit_rows, assume_unique=True)
+        for start in range(0, len(rest), fit_limit):
+            block = rest[start : start + fit_limit]
+            out[block] = model.transform(z[block])
+            if progress is not None:
+                progress(len(block))
+    return out
 
 
 def nearest_rows(z: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -113,7 +143,8 @@ def nearest_rows(z: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def kmeans_centres(z: np.ndarray, k: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """k-means of ``z`` with each centre snapped to its nearest particle.
+    """k-means of ``z`` with each centre snapped to its nearest particle (on mini-batches
+    above :data:`KMEANS_FULL_LIMIT` particles).
 
     Returns ``(labels [N], centres [k, zdim], rows [k])``: the cluster of
     each particle (0..k-1), the latents of the snapped centres and their rows
@@ -124,7 +155,11 @@ def kmeans_centres(z: np.ndarray, k: int = 20, seed: int = 0) -> tuple[np.ndarra
     z = np.asarray(z)
     if not 1 <= k <= len(z):
         raise InputError("--ksample", f"{k} clusters for {len(z)} particles", f"choose between 1 and {len(z)} clusters")
-    fit = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z.astype(np.float64))
+    if len(z) > KMEANS_FULL_LIMIT:  # Lloyd's full passes with 10 starts take minutes at a million particles
+        fit = MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=8192, random_state=seed).fit(z.astype(np.float64))
+        fit.labels_ = fit.predict(z.astype(np.float64))
+    else:
+        fit = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z.astype(np.float64))
     order = np.argsort(fit.cluster_centers_ @ pca(z).components[0], kind="stable")
     rank = np.empty(k, dtype=np.int64)
     rank[order] = np.arange(k)

@@ -6,6 +6,11 @@ The particle order of epoch ``e`` is a permutation drawn from ``(seed, e)``
 and the reparameterisation noise comes from a generator saved in the
 checkpoint, so a run resumed after being killed reaches exactly the weights of
 an uninterrupted run with the same seed (on the same device and threads).
+
+Started by ``torchrun``, several processes train one model through
+DistributedDataParallel (:mod:`recon.distributed` states the conventions that
+keep the result independent of their number); the epoch order and the reading
+of stacks larger than memory are in :mod:`recon.loader`.
 """
 
 from __future__ import annotations

@@ -140,3 +140,24 @@ def test_umap_keeps_blobs_apart():
     spread = max(np.linalg.norm(emb[truth == i] - means[i], axis=1).max() for i in range(3))
     gaps = [np.linalg.norm(means[a] - means[b]) for a, b in ((0, 1), (1, 2), (0, 2))]
     assert min(gaps) > spread
+
+
+def test_umap_fitted_on_a_sample_places_the_rest_with_their_blob():
+    pytest.importorskip("umap")
+    z, truth = blobs(n_per=200)
+    counted = []
+    emb = umap_embedding(z, fit_limit=150, progress=counted.append)
+    assert sum(counted) == len(z) and len(counted) == 1 + int(np.ceil((len(z) - 150) / 150))
+    means = np.array([emb[truth == i].mean(0) for i in range(3)])
+    nearest = np.argmin(np.linalg.norm(emb[:, None] - means[None], axis=2), 1)
+    np.testing.assert_array_equal(nearest, truth)  # every placed particle lands with its own blob
+
+
+def test_kmeans_on_mini_batches_above_the_limit_finds_the_blobs(monkeypatch):
+    import recon.analysis
+
+    monkeypatch.setattr(recon.analysis, "KMEANS_FULL_LIMIT", 100)
+    z, truth = blobs(n_per=400)
+    labels, centres, rows = kmeans_centres(z, 3)
+    np.testing.assert_array_equal(centres, z[rows])
+    assert np.array_equal(labels, truth) or np.array_equal(labels, 2 - truth)

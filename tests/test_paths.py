@@ -104,6 +104,13 @@ def test_score_particles_ranks_injected_outliers_low(two_modes, trained, tmp_pat
     auc = roc_auc_score(is_outlier, -log_prob)
     print("AUC", auc)
     assert auc > 0.95, auc
+    # Hutchinson's estimate with one probe: noisier scores, the same ranking of outliers
+    assert main(argv[:4] + ["-o", str(tmp_path / "probed.h5"), "--steps", "24", "-b", "256", "--probes", "1"]) == 0
+    with h5py.File(tmp_path / "probed.h5", "r") as h5:
+        probed = h5["log_prob"][()]
+        assert h5.attrs["probes"] == 1
+    assert 0 < np.abs(probed - log_prob).mean() < 1.0
+    assert roc_auc_score(is_outlier, -probed) > 0.95
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ import numpy as np
 
 from cryodiff.cli.types import count, nonnegative_int, positive_int, seed
 from cryodiff.analysis_record import ANALYSIS, fingerprint, kmeans_folder, read_record
-from cryodiff.commands._common import add_force_arg
+from cryodiff.commands._common import add_force_arg, progress_bar
 from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
 from cryodiff.output_folder import output_folder
 from cryodiff.outputs import prepare_series, save_array
@@ -102,8 +102,14 @@ def _analyze(args, run_, z: np.ndarray, folder, subfolder) -> None:
     save_array(folder.file("pca.npy"), fit.projections.astype(np.float32))
     emb = None
     if z.shape[1] >= 3 and not args.skip_umap:
-        log.info("UMAP of %d particles (the first call compiles numba code, ~15 s)", len(z))
-        emb = umap_embedding(z, seed=args.seed)
+        from recon.analysis import UMAP_FIT_LIMIT
+
+        if len(z) > UMAP_FIT_LIMIT:
+            log.info("UMAP fitted on %d of the %d particles, the others placed by the fitted model", UMAP_FIT_LIMIT, len(z))
+        else:
+            log.info("UMAP of %d particles (the first call compiles numba code, ~15 s)", len(z))
+        with progress_bar(len(z), "UMAP", unit="particle") as bar:
+            emb = umap_embedding(z, seed=args.seed, progress=bar.update)
         save_array(folder.file("umap.npy"), emb)
     labels, centres, rows = kmeans_centres(z, args.ksample, seed=args.seed)
     kdir = subfolder(kmeans_folder(out, args.ksample).name)
