@@ -32,9 +32,12 @@ Evaluations (``flow_euler``, 20 steps, guidance ``guidance``; frames decoded by 
 * temporal decoder: flicker (:func:`generative.video_decoder.flicker`) on static clips and
   per-frame PSNR against the clean clip, image decoder vs temporal decoder.
 
-    python benchmarks/video_ldm.py --seed 0 [--quick] [--figures docs/images]
+    python benchmarks/video_ldm.py --seed 0 [--quick] [--figures docs/images] [--cache DIR]
 
-``--quick`` runs every stage at a tiny budget (a smoke test, not numbers).
+``--quick`` runs every stage at a tiny budget (a smoke test, not numbers). A full seed takes
+about two hours on one free core; ``--cache DIR`` saves each trained network (weights only, with
+its training seconds) as it finishes, and a rerun with the same ``DIR`` loads them instead of
+training again, so a killed run continues from its last finished stage.
 """
 
 from __future__ import annotations
@@ -42,8 +45,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -171,12 +176,32 @@ def motion_report(clips: torch.Tensor, prompts: dict) -> dict:
     return out
 
 
+def cached(cache: Path | None, name: str, modules: dict, train: Callable[[], float]) -> float:
+    """Training seconds of ``modules`` (name -> module): ``train()`` trains them in place, unless
+    ``cache/name.pt`` holds their weights from an earlier run, which are loaded instead."""
+    path = None if cache is None else cache / f"{name}.pt"
+    if path is not None and path.is_file():
+        saved = torch.load(path, weights_only=True)
+        for key, module in modules.items():
+            module.load_state_dict(saved["weights"][key])
+        S.log(f"{name}: loaded from {path}")
+        return saved["seconds"]
+    seconds = train()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"weights": {key: m.state_dict() for key, m in modules.items()}, "seconds": seconds}, tmp)
+        os.replace(tmp, path)
+    return seconds
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="every stage at a tiny budget (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--figures", help="folder for GIF and MP4 grids of samples")
+    parser.add_argument("--cache", type=Path, help="folder for the trained networks of each stage (resume a killed run)")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
     torch.set_num_threads(args.threads)
@@ -186,12 +211,19 @@ def main():
                           "torch": torch.__version__}}
 
     S.log("judges, autoencoder, image model")
-    judges = S.train_judges(cfg, seed)
+    cache = args.cache
+    if cache is not None and all((cache / f"{name}.pt").is_file() for name in ("judges", "autoencoder")):  # built untrained, then loaded
+        judges = S.train_judges(dict(cfg, judge_steps=1), seed)
+        ae, _ = S.train_first_stage(dict(cfg, ae_steps=1), seed)
+    else:
+        judges = S.train_judges(cfg, seed)
+        ae, _ = S.train_first_stage(cfg, seed)
+    cached(cache, "judges", {str(side): judge for side, judge in judges.items()}, lambda: 0.0)
+    cached(cache, "autoencoder", {"ae": ae}, lambda: 0.0)
     judge = judges[32]
-    ae, _ = S.train_first_stage(cfg, seed)
     image = S.build("unet", cfg, seed)
-    result["image_train_seconds"] = S.fit(S.trainer_for(image, S.latent_set(ae, cfg, seed), cfg, seed),
-                                          cfg["steps"])["seconds"]
+    result["image_train_seconds"] = cached(cache, "image_unet", {"model": image}, lambda: S.fit(
+        S.trainer_for(image, S.latent_set(ae, cfg, seed), cfg, seed), cfg["steps"])["seconds"])
     image.eval().requires_grad_(False)
 
     S.log(f"clips: {cfg['clips']} x {t} frames, curated")
@@ -207,8 +239,8 @@ def main():
     for name, part in (("uncurated", data), ("curated", curated)):
         S.log(f"video model on {name} clips: {cfg['video_steps']} steps")
         model = video_model(image, cfg, seed)
-        trainer = video_trainer(model, part, cfg, seed, cfg["video_steps"])
-        result[f"{name}_train_seconds"] = S.fit(trainer, cfg["video_steps"])["seconds"]
+        result[f"{name}_train_seconds"] = cached(cache, f"video_{name}", {"model": model}, lambda: S.fit(
+            video_trainer(model, part, cfg, seed, cfg["video_steps"]), cfg["video_steps"])["seconds"])
         models[name] = model.eval()
     result["temporal_parameters"] = sum(p.numel() for p in models["curated"].model.temporal_parameters())
 
@@ -231,8 +263,8 @@ def main():
     S.log(f"image-to-video: {cfg['i2v_steps']} steps")
     i2v = video_model(image, cfg, seed, concat=True)
     extra = augment_first_frame(cfg)
-    result["i2v_train_seconds"] = S.fit(video_trainer(i2v, curated, cfg, seed, cfg["i2v_steps"], extra),
-                                        cfg["i2v_steps"])["seconds"]
+    result["i2v_train_seconds"] = cached(cache, "image_to_video", {"model": i2v}, lambda: S.fit(
+        video_trainer(i2v, curated, cfg, seed, cfg["i2v_steps"], extra), cfg["i2v_steps"])["seconds"])
     first = encode_clips(ae, real["clip"][:, :1])[:, 0]
     level = torch.full((n,), cfg["augmentation"])
     i2v_prompts = dict(prompts, augmentation=level, concat=noise_augment(first, level, torch.Generator().manual_seed(seed)))
@@ -242,14 +274,14 @@ def main():
                                 "consistency": consistency(judge, i2v_clips)}
 
     S.log(f"temporal decoder: {cfg['decoder_steps']} steps")
-    result["temporal_decoder"] = temporal_decoder_check(ae, cfg, seed)
+    result["temporal_decoder"] = temporal_decoder_check(ae, cfg, seed, cache)
     if args.figures:
         write_gifs(Path(args.figures), {"curated": samples["curated"], "uncurated": samples["uncurated"],
                                         "image_to_video": i2v_clips, "real": real["clip"]})
     print(json.dumps(result, indent=1))
 
 
-def temporal_decoder_check(ae, cfg: dict, seed: int) -> dict:
+def temporal_decoder_check(ae, cfg: dict, seed: int, cache: Path | None = None) -> dict:
     decoder = TemporalDecoder(copy.deepcopy(ae), groups=2)
     train = sample_clips(cfg["clips"] // 2, cfg["frames"], 32, 32, static_fraction=0.5, generator=400_000 + seed)
     noisy = train["clip"] + CLIP_NOISE * torch.randn(train["clip"].shape, generator=torch.Generator().manual_seed(seed))
@@ -264,7 +296,8 @@ def temporal_decoder_check(ae, cfg: dict, seed: int) -> dict:
 
     trainer = Trainer(decoder, loss_fn, batch_fn, lr=1e-3, ema_decay=0.0, seed=seed,
                       log_every=max(1, cfg["decoder_steps"] // 10))
-    seconds = S.fit(trainer, cfg["decoder_steps"])["seconds"]
+    seconds = cached(cache, "temporal_decoder", {"model": trainer.model},
+                     lambda: S.fit(trainer, cfg["decoder_steps"])["seconds"])
     test = sample_clips(cfg["video_eval_n"], cfg["frames"], 32, 32, static_fraction=1.0, generator=500_000 + seed)
     noisy = test["clip"] + CLIP_NOISE * torch.randn(test["clip"].shape, generator=torch.Generator().manual_seed(seed + 1))
     z = encode_clips(ae, noisy)
