@@ -290,6 +290,7 @@ def memory_section(args) -> dict:
             for batch in (1, 2):
                 for amp in ("0", "1"):
                     rows.append(child("step_memory", box, dim, batch, amp))
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # kept if the run is stopped
     per_particle = {}
     for row in rows:
         if row["batch"] == 2:
@@ -297,6 +298,8 @@ def memory_section(args) -> dict:
                        and r["amp_bf16"] == row["amp_bf16"])
             per_particle[f"box{row['box']}_dim{row['dim']}_{'bf16' if row['amp_bf16'] else 'fp32'}"] = round(
                 row["step_MiB"] - one["step_MiB"], 1)
+    # the 4.4 million lattice points of half the Nyquist sphere go through the decoder: about 3e13
+    # flops at 1024 x 3, many minutes on a 2-core CPU, seconds on a GPU (benchmarks/device.py)
     volume = child("volume", 32 if args.quick else 256, 64 if args.quick else 1024)
     return {"benchmark": "scale/memory", "steps": rows, "MiB_per_particle_in_batch": per_particle, "volume": volume}
 
