@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vae_throughput import _Batch  # noqa: E402
+from vae_throughput import _Batch, training_step  # noqa: E402
 
-from recon.training import _loss, training_networks  # noqa: E402
+from recon.training import training_networks  # noqa: E402
 from recon.vae import Architecture, HetVAE  # noqa: E402
 
 
@@ -52,11 +52,7 @@ def training_row(box: int, dim: int, batch: int, amp: bool, compile_: bool, warm
         networks = training_networks(model, amp, compile_)
 
         def step():
-            noise = torch.randn(batch, 8, generator=generator, device=device)
-            loss = _loss(networks, model, data, 0.125, noise, 1 / batch)[0]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            training_step(model, optimizer, networks, data, generator)
 
         tic = time.perf_counter()
         for _ in range(warmup):

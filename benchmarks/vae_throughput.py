@@ -31,6 +31,15 @@ class _Batch:
         self.rotations = torch.as_tensor(Rotation.random(n, random_state=0).as_matrix(), dtype=torch.float32, device=device)
 
 
+def training_step(model: HetVAE, optimizer, networks, batch: _Batch, generator: torch.Generator) -> None:
+    """One full optimisation step on ``batch`` (KL weight 1/8, zdim 8)."""
+    noise = torch.randn(len(batch.target), 8, generator=generator, device=batch.target.device)
+    loss = _loss(networks, model, batch, 0.125, noise, 1 / len(batch.target))[0]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def measure(box: int, dim: int, batch_size: int, amp: bool, compile_: bool, steps: int, device) -> float:
     torch.manual_seed(0)
     model = HetVAE(Architecture(box=box, zdim=8, enc_dim=dim, dec_dim=dim)).to(device)
@@ -41,11 +50,7 @@ def measure(box: int, dim: int, batch_size: int, amp: bool, compile_: bool, step
     networks = training_networks(model, amp, compile_)
 
     def step():
-        noise = torch.randn(batch_size, 8, generator=gen, device=device)
-        loss = _loss(networks, model, batch, 0.125, noise, 1 / batch_size)[0]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        training_step(model, opt, networks, batch, gen)
 
     for _ in range(3):
         step()
