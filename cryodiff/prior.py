@@ -372,7 +372,7 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
     settings = default_settings(len(z), z.shape[1], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                 formulation=formulation, dp_epsilon=dp_epsilon, dp_delta=dp_delta)
     record = _record(z.shape[1], len(z), mean, std, settings, source, 0)
-    if resume:
+    if resume:  # every process reads (a shared folder under torchrun); only rank 0 writes
         if not (out / SETTINGS).is_file():
             raise InputError(out, "there is no prior to resume here (prior.json missing)", "drop --resume to start a new prior")
         _check_resume(out, record)
@@ -381,7 +381,8 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
             resume = False
     elif (out / SETTINGS).exists() and ((out / CHECKPOINT).exists() or (out / WEIGHTS).exists()):
         raise InputError(out, "already holds a prior", "use --resume to continue it, or another -o")
-    if not resume and (out / LOG).is_file() and not (out / LOG).is_symlink():
+    main = _is_main()
+    if main and not resume and (out / LOG).is_file() and not (out / LOG).is_symlink():
         (out / LOG).unlink()  # the log of a start that died before its first checkpoint
     try:  # before anything is written, so a refused run leaves no half-made prior behind
         trainer = _trainer(z, mean, std, settings, out, progress, log_every, checkpoint_every)
@@ -395,15 +396,23 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
         except (KeyError, TypeError, RuntimeError, ValueError) as err:
             raise InputError(out / CHECKPOINT, f"the checkpoint does not fit this prior ({str(err).splitlines()[0][:120]})",
                              "train a new prior in another folder") from None
-    else:
+    elif main:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / SETTINGS, record)
     trainer.fit(settings.steps)
-    with atomic_target(out / WEIGHTS) as tmp:
-        torch.save({"ema": trainer.ema.state_dict()}, tmp)
-    privacy = {"privacy": trainer.privacy_report()} if settings.dp_epsilon is not None else {}
-    _write_json(out / SETTINGS, {**record, "steps_done": trainer.step, **privacy})
+    if main:
+        with atomic_target(out / WEIGHTS) as tmp:
+            torch.save({"ema": trainer.ema.state_dict()}, tmp)
+        privacy = {"privacy": trainer.privacy_report()} if settings.dp_epsilon is not None else {}
+        _write_json(out / SETTINGS, {**record, "steps_done": trainer.step, **privacy})
+    if trainer.world > 1:
+        torch.distributed.barrier()  # the prior is on disk before any process reads it
     return load_prior(out)
+
+
+def _is_main() -> bool:
+    """True without torchrun, and in rank 0 under it: the one process that writes the prior."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
 def _trainer(z, mean, std, settings: PriorSettings, out: Path, progress: bool, log_every: int,

@@ -19,7 +19,7 @@ from torch.utils._pytree import tree_map
 
 from . import privacy
 from .dp import add_noise, clip_and_sum, per_example_gradients, poisson_indices
-from .trainer import Hook, Trainer
+from .trainer import Hook, Trainer, world
 
 #: Settings a resumed run must share with the checkpoint it resumes.
 _RESUME_SETTINGS = ("noise_multiplier", "sample_rate", "delta", "max_grad_norm", "num_examples")
@@ -96,6 +96,9 @@ class DPTrainer(Trainer):
                  seed=0, checkpoint_path=None, checkpoint_every=1000, log_path=None,
                  log_every=100, progress=False):
         privacy.check_settings(sample_rate, 1 if steps is None else steps, delta, accountant)
+        if world()[1] > 1:
+            raise ValueError("differentially private training runs in one process: its noise is added once "
+                             "to the sum of the clipped per-example gradients; start it without torchrun")
         if num_examples < 1:
             raise ValueError(f"num_examples must be >= 1, got {num_examples}")
         if delta >= 1 / num_examples:

@@ -12,6 +12,16 @@ the model, a privacy accountant's step); its ``log_fields(trainer)`` join each
 log record; its ``state_dict()`` is saved in the checkpoint under its ``name``
 and given back to ``load_state_dict(state, path)`` on resume, so a resumed run
 stays identical.
+
+Several processes started by ``torchrun`` (a process group already initialised by the
+caller) train one model with DistributedDataParallel: every process draws the same
+global batch from the step's generator and evaluates the loss on its contiguous share of
+the rows (:func:`shard_rows`), weighted so that the averaged gradient is the gradient of
+the global batch mean; the loss's own random draws (noise levels, noise) come from a
+generator of the step and the share's first row. Only rank 0 writes the checkpoint and
+the log and shows progress; the checkpoint does not depend on the number of processes,
+so a run resumes with any number. Each process count draws its own loss noise: runs with
+1 and 2 processes train equally well but do not end with identical weights.
 """
 
 import copy
@@ -21,7 +31,38 @@ import tempfile
 import time
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world size)`` of the initialised process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard_rows(batch, rank: int, world: int):
+    """``(rows of batch this rank owns, their slice, number of rows)``: a contiguous share of
+    the leading dimension of a tensor, or of every tensor in a tuple, list or dict (same
+    length). Shares differ in size by at most one row."""
+    if isinstance(batch, torch.Tensor):
+        n = len(batch)
+    elif isinstance(batch, dict):
+        n = len(next(iter(batch.values())))
+    else:
+        n = len(batch[0])
+    start, stop = rank * n // world, (rank + 1) * n // world
+
+    def take(x):
+        return x[start:stop] if isinstance(x, torch.Tensor) else x
+
+    rows = slice(start, stop)
+    if isinstance(batch, torch.Tensor):
+        return take(batch), rows, n
+    if isinstance(batch, dict):
+        return {k: take(v) for k, v in batch.items()}, rows, n
+    return type(batch)(take(x) for x in batch), rows, n
 
 
 class Hook:
@@ -83,18 +124,33 @@ class Trainer:
         self.progress, self.bf16 = progress, bf16
         self.step = 0
         self.device = next(model.parameters()).device
+        self.rank, self.world = world()
+        self.network = model
+        if self.world > 1:
+            ids = None if self.device.type == "cpu" else [self.device]
+            self.network = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.is_main = self.rank == 0
 
-    def _generator(self):
-        return torch.Generator(self.device).manual_seed(self.seed * 1_000_003 + self.step)
+    def _generator(self, offset=0):
+        return torch.Generator(self.device).manual_seed(self.seed * 1_000_003 + self.step + offset)
 
     def train_step(self):
-        """One optimisation step; returns ``(loss, grad_norm)`` as floats."""
+        """One optimisation step; returns ``(loss, grad_norm)`` as floats (the loss of the global batch)."""
         g = self._generator()
         batch = self.batch_fn(self.step, g)
+        weight = 1.0
+        if self.world > 1:  # this rank's rows; its loss noise from the step and its first row
+            batch, rows, n = shard_rows(batch, self.rank, self.world)
+            g = self._generator(offset=(rows.start + 1) * 7_919_009)
+            weight = (rows.stop - rows.start) * self.world / n
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss = self.loss_fn(self.model, batch, g).float().mean()
+            loss = self.loss_fn(self.network, batch, g).float().mean() * weight
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world > 1:  # the global batch mean, for the log: DDP averaged the gradients already
+            loss = loss.detach().clone()
+            dist.all_reduce(loss)
+            loss /= self.world
         max_norm = float("inf") if self.grad_clip is None else self.grad_clip
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()
@@ -119,7 +175,7 @@ class Trainer:
     def fit(self, steps):
         """Train until ``self.step == steps``; returns the log records written during this call."""
         records, losses, start = [], [], time.time()
-        bar = tqdm(total=steps, initial=self.step, disable=not self.progress, desc="train")
+        bar = tqdm(total=steps, initial=self.step, disable=not (self.progress and self.is_main), desc="train")
         while self.step < steps:
             loss, grad_norm = self.train_step()
             losses.append(loss)
@@ -144,8 +200,8 @@ class Trainer:
         return record
 
     def _write_log(self, record):
-        """Append ``record`` as one JSON line to ``log_path`` (never through a symbolic link)."""
-        if self.log_path:
+        """Append ``record`` as one JSON line to ``log_path`` (never through a symbolic link; rank 0 only)."""
+        if self.log_path and self.is_main:
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             with os.fdopen(fd, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -181,7 +237,11 @@ class Trainer:
         return state
 
     def save(self, path):
-        """Write a checkpoint atomically (temp file in the same folder, then ``os.replace``)."""
+        """Write a checkpoint atomically (temp file in the same folder, then ``os.replace``); with
+        several processes rank 0 writes it and the others wait until it is on disk."""
+        if not self.is_main:
+            dist.barrier()
+            return
         folder = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-", suffix=".tmp")
         try:
@@ -191,12 +251,15 @@ class Trainer:
         except BaseException:
             os.unlink(tmp)
             raise
+        if self.world > 1:
+            dist.barrier()
 
     def load(self, path):
         """Resume from a checkpoint written by :meth:`save` (loaded with ``weights_only=True``);
         log lines written after that checkpoint are dropped (the resumed run writes them again)."""
         self._load_state(torch.load(path, map_location=self.device, weights_only=True), path)
-        self._trim_log()
+        if self.is_main:
+            self._trim_log()
 
     def _load_state(self, state, path):
         """Restore the trainer and its hooks from checkpoint ``state`` (read from ``path``); a hook whose

@@ -1,7 +1,10 @@
-"""train-vae under torchrun: two CPU processes (gloo) train the same model as one process with
-the same global batch, only rank 0 writes, and a killed two-process run resumes with one."""
+"""train-vae and train-prior under torchrun: two CPU processes (gloo) train the same VAE as one
+process with the same global batch, only rank 0 writes, and killed two-process runs resume with
+one (and, for the prior, exactly with two)."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -98,3 +101,77 @@ def test_killed_two_process_run_resumes_with_one_process(dataset, single, tmp_pa
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] < EPOCHS and not (out / "latents.h5").exists()
     assert main(_args(dataset, out, EPOCHS) + ["--resume"]) in (0, None)
     _assert_same_run(single, out)
+
+
+# ----------------------------------------------------------------------------- train-prior
+
+PRIOR_STEPS = 3000  # checkpoints at 1000 and 2000: a run can be killed between them
+BLOBS = np.array([[-3.0, 0.0], [3.0, 0.0]])
+
+
+@pytest.fixture(scope="module")
+def latents(tmp_path_factory):
+    """2,000 latents of zdim 2 in two equally weighted blobs (sd 0.5) at x = -3 and 3."""
+    rng = np.random.default_rng(5)
+    z = BLOBS[rng.integers(2, size=2000)] + 0.5 * rng.standard_normal((2000, 2))
+    path = tmp_path_factory.mktemp("latents") / "z.npy"
+    np.save(path, z.astype(np.float32))
+    return path
+
+
+def _prior_args(latents, out):
+    return ["train-prior", str(latents), "-o", str(out), "--steps", str(PRIOR_STEPS), "-b", "64", "--seed", "2",
+            "--threads", "1"]
+
+
+def _assert_prior_fits_blobs(out):
+    """Samples of the prior fall in the two blobs, half in each (truth: 0.5, sd 0.5 around x = +-3)."""
+    from cryodiff.prior import load_prior
+
+    z = load_prior(out).sample(2000, seed=1)
+    right = z[:, 0] > 0
+    assert abs(right.mean() - 0.5) < 0.06
+    centre = np.where(right[:, None], BLOBS[1], BLOBS[0])
+    distance = np.linalg.norm(z - centre, axis=1)
+    assert np.median(distance) < 0.9  # 0.59 for exact samples of the blobs
+
+
+def test_train_prior_under_torchrun(latents, tmp_path):
+    out = tmp_path / "prior"
+    done = _torchrun(_prior_args(latents, out))
+    log, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, log[-3000:]
+    _assert_prior_fits_blobs(out)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        ["prior.json", "prior.pt", "checkpoint.pt", "log.jsonl", "run.log"])
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(100, PRIOR_STEPS + 1, 100))  # one writer: each step logged once
+    assert json.loads((out / "prior.json").read_text())["steps_done"] == PRIOR_STEPS
+
+
+def test_killed_two_process_prior_resumes_with_two_or_one(latents, tmp_path):
+    whole = tmp_path / "whole"
+    assert _torchrun(_prior_args(latents, whole)).wait(timeout=600) == 0
+    out = tmp_path / "killed"
+    job = _torchrun(_prior_args(latents, out))
+    deadline = time.time() + 600
+    while not (out / "checkpoint.pt").exists():
+        assert job.poll() is None and time.time() < deadline, job.stdout.read()[-3000:] if job.stdout else ""
+        time.sleep(0.02)
+    _kill_tree(job)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] < PRIOR_STEPS and not (out / "prior.pt").exists()
+    copy = tmp_path / "killed_copy"
+    shutil.copytree(out, copy)
+    # the same number of processes: exactly the uninterrupted run
+    assert _torchrun(_prior_args(latents, out) + ["--resume"]).wait(timeout=600) == 0
+    for (name, x), (_, y) in zip(_prior_weights(whole).items(), _prior_weights(out).items()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
+    # one process: the checkpoint carries over, training finishes and fits the data
+    assert main(_prior_args(latents, copy) + ["--resume"]) in (0, None)
+    _assert_prior_fits_blobs(copy)
+    steps = [json.loads(line)["step"] for line in (copy / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(100, PRIOR_STEPS + 1, 100))
+
+
+def _prior_weights(out):
+    return torch.load(out / "prior.pt", weights_only=True)["ema"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from cryodiff.cli.types import LateChoice, count, positive_float, positive_int, probability, seed
 from cryodiff.commands._common import add_force_arg, log_to_file
 from cryodiff.output_folder import output_folder
+from recon.errors import InputError
 
 #: Largest batch (latents per step) accepted: 2^20 latents of zdim 64 are 256 MiB per copy.
 MAX_BATCH = 1 << 20
@@ -61,17 +62,33 @@ def add_args(parser):
 
 def run(args) -> None:
     from cryodiff.prior import default_steps, read_latents, train_prior
+    from recon import distributed
 
+    distributed.init_from_environment()  # several processes when started by torchrun
+    if distributed.world_size() > 1 and args.dp_epsilon is not None:
+        raise InputError("--dp-epsilon", "differentially private training runs in one process", "start it without torchrun")
+    if distributed.world_size() > 1 and args.formulation == "cld":
+        raise InputError("--formulation", "the cld formulation trains in one process (its loss calls the network's "
+                         "noise head, which DistributedDataParallel does not wrap)", "start it without torchrun, or use edm or flow")
     z = read_latents(args.source)
     steps = args.steps or default_steps(len(z), z.shape[1])
     log.info("%d latents of zdim %d from %s; %d steps of %d", len(z), z.shape[1], args.source, steps, args.batch_size)
     source = Path(args.source)
     inputs = [source / "latents.h5" if source.is_dir() else source]
+    settings = dict(steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, formulation=args.formulation,
+                    dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta, resume=args.resume, source=str(args.source))
+    if not distributed.is_main():  # only rank 0 checks, locks and writes the prior folder
+        logging.getLogger("cryodiff").setLevel(logging.WARNING)
+        distributed.barrier()  # released once rank 0 has taken the folder (torchrun stops us if it refused)
+        train_prior(z, args.outdir, **settings)
+        return
     with output_folder(args.outdir, "train-prior", kind="train-prior", inputs=inputs, force=args.force, marker="prior.json",
                        keep_if="checkpoint.pt") as folder:
         for name in ("prior.json", "prior.pt", "checkpoint.pt", "log.jsonl"):
             folder.file(name)  # refused here, before training, if another command's output holds the name
         log_to_file(folder.file("run.log"))
-        train_prior(z, folder.path, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, formulation=args.formulation,
-                    dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta, resume=args.resume, source=str(args.source), progress=True)
+        if distributed.world_size() > 1:
+            log.info("%d processes train together (torchrun); this one, rank 0, writes the prior", distributed.world_size())
+        distributed.barrier()
+        train_prior(z, folder.path, progress=True, **settings)
     log.info("done: sample with cryodiff sample %s -n 1000 -o samples.txt", args.outdir)
