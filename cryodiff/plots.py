@@ -298,3 +298,40 @@ def plot_landscape_truth(xy: np.ndarray, state: np.ndarray, subunit: np.ndarray,
     fig.suptitle("the latent landscape the VAE learned, coloured by the simulation's ground truth it never saw", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_states(z: np.ndarray, labels: np.ndarray, modes: np.ndarray, rows: list[dict], path: str | Path,
+                confidence: float) -> None:
+    """Left: latents ``z [N, zdim]`` on their first two principal components, coloured by state
+    (grey: unassigned), each state's mode a numbered star. Right: each state's population with
+    its interval, and dG (kT) above the bar."""
+    from sklearn.decomposition import PCA
+
+    z = np.asarray(z, dtype=np.float64)
+    pca = PCA(n_components=min(2, z.shape[1])).fit(z)
+    xy, centres = pca.transform(z), pca.transform(np.asarray(modes, dtype=np.float64))
+    if xy.shape[1] == 1:
+        xy, centres = np.c_[xy, np.zeros(len(xy))], np.c_[centres, np.zeros(len(centres))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=110, gridspec_kw={"width_ratios": [1.3, 1]})
+    style = point_style(len(xy))
+    colours = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+    axes[0].scatter(xy[labels < 0, 0], xy[labels < 0, 1], color="lightgrey", label="unassigned", **style)
+    for k in range(len(rows)):
+        axes[0].scatter(xy[labels == k, 0], xy[labels == k, 1], color=colours(k % colours.N), **style)
+        axes[0].scatter(*centres[k], marker="*", s=220, color=colours(k % colours.N), edgecolor="black", zorder=3)
+        axes[0].annotate(str(k), centres[k], xytext=(6, 6), textcoords="offset points", fontsize=10, weight="bold")
+    axes[0].set(xlabel="PC1 of the particle latents", ylabel="PC2")
+    axes[0].set_title(f"{len(rows)} states (stars: modes of the prior); grey: unassigned", fontsize=9)
+    axes[0].grid(alpha=0.3)
+    population = np.array([r["population"] for r in rows])
+    error = np.array([[r["population"] - r["population_low"], r["population_high"] - r["population"]] for r in rows]).T
+    bars = axes[1].bar(np.arange(len(rows)), population, yerr=error, capsize=4,
+                       color=[colours(k % colours.N) for k in range(len(rows))])
+    for bar, row in zip(bars, rows):
+        axes[1].annotate(f"{row['dG_kT']:.2f} kT", (bar.get_x() + bar.get_width() / 2, row["population_high"]),
+                         xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+    axes[1].set(xlabel="state", ylabel="fraction of all particles", xticks=np.arange(len(rows)))
+    axes[1].set_title(f"populations, {100 * confidence:g} % bootstrap intervals; dG = -kT ln(p / p_max)", fontsize=9)
+    axes[1].grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    save_figure(fig, path)

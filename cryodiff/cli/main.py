@@ -49,6 +49,7 @@ COMMANDS = {
     "sample": "sample",
     "interpolate": "interpolate",
     "score-particles": "score_particles",
+    "states": "states",
     "movie": "movie",
 }
 

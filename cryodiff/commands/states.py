@@ -1,0 +1,159 @@
+"""Find the states of a landscape: the modes of a diffusion prior's density, each particle's
+state, and each state's population and relative free energy with bootstrap intervals.
+
+Each latent climbs the prior's density smoothed by --bandwidth (mean-shift with the
+prior's denoiser; standardised latent units, 1 = the latents' spread) and belongs to the
+state whose mode it reaches. By default the bandwidth is chosen where the number of modes
+stays the same over the widest range of scales (docs/states.md). States holding fewer than
+--min-population of the particles are dropped and their particles left unassigned (-1).
+Population = fraction of all particles; dG = -kT ln(p / p_max), also in kcal/mol at
+--temperature; intervals by --bootstrap resamplings of the particles at --confidence.
+
+STATES (a folder) receives
+
+    states.json      settings, the bandwidth scan, and per state: population, dG (kT and
+                     kcal/mol) with intervals, particles, mode latent
+    states.csv       the same table, one row per state
+    assignments.h5   indices [N] (particle index) and state [N] (-1: unassigned), in the
+                     order of the latents
+    states.png       the latents (first two principal components) coloured by state with
+                     the modes marked, and the populations with their intervals
+    z.txt, vol_000.mrc, vol_001.mrc, ...   with --run: each state's mode and its volume
+                     (decoded by the run's VAE), with ChimeraX scripts
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from cryodiff.cli.types import positive_float, positive_int, probability, seed
+from cryodiff.commands._common import add_force_arg, progress_bar
+from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
+from cryodiff.output_folder import output_folder
+from cryodiff.outputs import prepare_series
+from recon.errors import InputError
+from recon.files import atomic_target
+
+HELP = "states of the landscape: modes of the prior, each particle's state, populations and free energies"
+log = logging.getLogger("cryodiff.states")
+
+
+def add_args(parser):
+    parser.add_argument("prior", help="prior directory written by cryodiff train-prior")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="cryodiff run directory: its latents, and its VAE for the states' volumes")
+    source.add_argument("--latents", help="latents without a VAE: .h5 with z_mu, cryoDRGN z.N.pkl or .npy [N, zdim]")
+    parser.add_argument("-o", "--outdir", required=True, help="states folder (created)")
+    parser.add_argument("--bandwidth", type=positive_float, help="smoothing of the density in standardised latent units "
+                        "(default: the most persistent number of states between 0.05 and 1)")
+    parser.add_argument("--min-population", type=probability, default=0.01,
+                        help="smallest fraction of particles that makes a state (default: %(default)s)")
+    parser.add_argument("--starts", type=positive_int, default=2000, help="particles whose ascents find the modes (default: %(default)s)")
+    parser.add_argument("--bootstrap", type=positive_int, default=1000, help="resamplings of the particles for the intervals (default: %(default)s)")
+    parser.add_argument("--confidence", type=probability, default=0.9, help="level of the intervals (default: %(default)s)")
+    parser.add_argument("--temperature", type=positive_float, default=295.0,
+                        help="kelvin, for dG in kcal/mol: the sample's temperature before vitrification (default: %(default)s)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed of the starts and the bootstrap (default: %(default)s)")
+    add_volume_args(parser)
+    add_force_arg(parser)
+
+
+def _table(states, population, intervals, temperature: float) -> list[dict]:
+    from cryodiff.states import free_energies, kcal_per_mol
+
+    dg = free_energies(population)
+    rows = []
+    for k in range(states.count):
+        low_dg, high_dg = intervals["dG_kT"][k]
+        rows.append({
+            "state": k, "particles": int(np.sum(states.labels == k)),
+            "population": float(population[k]), "population_low": float(intervals["population"][k][0]),
+            "population_high": float(intervals["population"][k][1]),
+            "dG_kT": float(dg[k]), "dG_kT_low": float(low_dg), "dG_kT_high": float(high_dg),
+            "dG_kcal_mol": float(kcal_per_mol(dg[k], temperature)),
+            "dG_kcal_mol_low": float(kcal_per_mol(low_dg, temperature)),
+            "dG_kcal_mol_high": float(kcal_per_mol(high_dg, temperature)),
+            "mode": [float(v) for v in states.modes[k]],
+        })
+    return rows
+
+
+def _write_outputs(folder, rows: list[dict], states, indices: np.ndarray, record: dict) -> None:
+    import h5py
+
+    with atomic_target(folder.file("states.json")) as tmp:
+        tmp.write_text(json.dumps({**record, "states": rows}, indent=2) + "\n")
+    with atomic_target(folder.file("states.csv")) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        columns = [key for key in rows[0] if key != "mode"] if rows else ["state"]
+        zdim = len(rows[0]["mode"]) if rows else 0
+        writer.writerow(columns + [f"mode_z{i}" for i in range(zdim)])
+        for row in rows:
+            writer.writerow([f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns]
+                            + [f"{v:.6g}" for v in row["mode"]])
+    with atomic_target(folder.file("assignments.h5")) as tmp, h5py.File(tmp, "w") as h5:
+        h5["indices"] = indices
+        h5["state"] = states.labels.astype(np.int32)
+        h5.attrs["unassigned"] = -1
+
+
+def run(args) -> None:
+    from cryodiff.commands.score_particles import particle_indices
+    from cryodiff.plots import plot_states
+    from cryodiff.prior import load_prior, read_latents
+    from cryodiff.states import bootstrap, find_states, populations
+
+    prior = load_prior(args.prior)
+    prior.require_denoiser("finding states")
+    source = Path(args.run or args.latents)
+    z = read_latents(source)
+    if z.shape[1] != prior.zdim:
+        raise InputError(source, f"the latents have zdim {z.shape[1]} but the prior's have zdim {prior.zdim}",
+                         "give the latents the prior was trained on (or of the same VAE)")
+    run_ = None
+    if args.run:
+        from recon.run import load_run
+
+        run_ = load_run(args.run)
+        if run_.zdim != prior.zdim:
+            raise InputError(args.run, f"the VAE has zdim {run_.zdim} but the prior's latents have zdim {prior.zdim}",
+                             "give the run whose latents the prior was trained on")
+        check_box(args.box, run_)
+    elif args.box or args.flip or args.invert:
+        raise InputError("-D/--flip/--invert", "volume options need the VAE of a run", "give --run RUN instead of --latents")
+    indices = particle_indices(source, len(z))
+    inputs = [source / "latents.h5" if source.is_dir() else source, Path(args.prior) / "prior.pt"]
+    if run_ is not None:
+        inputs.append(run_.path / "checkpoint.pt")
+    with output_folder(args.outdir, "states", kind="states", inputs=inputs, force=args.force) as folder:
+        for name in ("states.json", "states.csv", "assignments.h5", "states.png"):
+            folder.file(name)  # refused here, before any work, if another command's output holds the name
+        with progress_bar(len(z), "assigning", unit="particle") as bar:
+            states = find_states(prior, z, bandwidth=args.bandwidth, min_population=args.min_population,
+                                 starts=args.starts, seed=args.seed, progress=bar.update)
+        if states.count == 0:
+            raise InputError(args.outdir, f"no state holds {args.min_population:g} of the particles at bandwidth "
+                             f"{states.bandwidth:.3g}", "lower --min-population or raise --bandwidth")
+        population = populations(states.labels, states.count)
+        intervals = bootstrap(states.labels, states.count, draws=args.bootstrap, confidence=args.confidence, seed=args.seed)
+        rows = _table(states, population, intervals, args.temperature)
+        record = {"format": "cryodiff-states", "version": 1, "prior": str(args.prior), "latents": str(source),
+                  "particles": len(z), "unassigned": int(np.sum(states.labels < 0)), "bandwidth": states.bandwidth,
+                  "bandwidth_scan": states.scan, "min_population": args.min_population, "bootstrap": args.bootstrap,
+                  "confidence": args.confidence, "temperature_K": args.temperature, "seed": args.seed}
+        _write_outputs(folder, rows, states, indices, record)
+        plot_states(z, states.labels, states.modes, rows, folder.file("states.png"), args.confidence)
+        if run_ is not None:
+            prepare_series(folder, states.modes)
+            write_volumes(run_, [(folder, states.modes)], args)
+    for row in rows:
+        log.info("state %d: %d particles, population %.3f [%.3f, %.3f], dG %.2f kT [%.2f, %.2f] = %.2f kcal/mol at %g K",
+                 row["state"], row["particles"], row["population"], row["population_low"], row["population_high"],
+                 row["dG_kT"], row["dG_kT_low"], row["dG_kT_high"], row["dG_kcal_mol"], args.temperature)
+    log.info("%d states at bandwidth %.3g; %d particles unassigned; table in %s", states.count, states.bandwidth,
+             record["unassigned"], Path(args.outdir) / "states.csv")

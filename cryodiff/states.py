@@ -1,0 +1,191 @@
+"""States of a latent landscape: the modes of a diffusion prior's density, the particles in
+each, and their populations and free energies with bootstrap intervals.
+
+**Modes by mean-shift with the denoiser.** A prior trained on the latents (standardised
+units ``u``, :mod:`cryodiff.prior`) gives the denoiser ``D(u, sigma) = E[u0 | u_sigma = u]``,
+and by Tweedie's formula ``D(u, sigma) = u + sigma^2 grad log p_sigma(u)``, where ``p_sigma``
+is the latent density smoothed by a Gaussian of standard deviation ``sigma``. The
+iteration ``u <- D(u, sigma)`` is therefore Gaussian mean-shift on ``p_sigma``: it climbs
+the smoothed density and stops at its modes. ``sigma`` (the *bandwidth*, in standardised
+units: 1 is the latents' own spread per dimension) sets how fine the states are: modes
+closer than about two bandwidths merge.
+
+**Choosing the bandwidth.** :func:`persistent_bandwidth` counts the modes at bandwidths
+from 0.05 to 1 (log-spaced) and keeps the count that persists over the widest range,
+taking the geometric middle of that range: a state that is real survives a change of
+scale, a bump in a noisy density estimate does not.
+
+**States and particles.** Ascents from a sample of particles' latents end at a few
+points; points within half a bandwidth of each other are one mode. Every particle's
+latent then ascends, and the particle belongs to the state whose mode its ascent reaches
+(its basin of attraction). A mode whose basin holds less than ``min_population`` of the
+particles is not a state: its particles are *unassigned* (state ``-1``), as are particles
+whose ascent ends away from every mode.
+
+**Populations and free energies.** A state's population is its fraction of all particles
+(unassigned ones included in the total). Its relative free energy is
+``dG_i = -kT ln(p_i / p_max)`` (0 for the most populated state), in units of kT, and in
+kcal/mol at a stated temperature. Intervals come from the bootstrap over particles
+(resampling the particles with replacement, states fixed): percentile intervals at the
+chosen confidence. These treat the particles as the sample; that picking, the VAE and
+the prior do not bias the populations is an assumption the intervals do not cover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import cdist
+
+#: Boltzmann constant in kcal/(mol K).
+KB_KCAL_PER_MOL_K = 0.0019872043
+#: Bandwidths (standardised units) searched by :func:`persistent_bandwidth`.
+BANDWIDTHS = np.geomspace(0.05, 1.0, 14)
+
+
+@torch.no_grad()
+def ascend(prior, z: np.ndarray, bandwidth: float, *, iterations: int = 300, tolerance: float = 1e-4,
+           batch_size: int = 8192, progress=None) -> np.ndarray:
+    """Mean-shift ascent of ``z [N, zdim]`` (original units) on the prior density smoothed by
+    ``bandwidth`` (standardised units); returns the end points ``[N, zdim]`` in standardised
+    units. A batch stops when no point moved more than ``tolerance * bandwidth`` in one step.
+    ``progress(n)`` is called with the number of points finished."""
+    denoiser = prior.require_denoiser("finding states")
+    u = prior.standardise(z)
+    ends = []
+    for chunk in u.split(batch_size):
+        x = chunk.clone()
+        sigma = torch.full((len(x),), float(bandwidth))
+        for _ in range(iterations):
+            step = denoiser(x, sigma) - x
+            x += step
+            if step.norm(dim=1).max() < tolerance * bandwidth:
+                break
+        ends.append(x)
+        if progress is not None:
+            progress(len(x))
+    return torch.cat(ends).numpy().astype(np.float64)
+
+
+def merge_points(ends: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Group end points ``[N, zdim]`` closer than ``radius`` (single linkage): ``(centres [K, zdim],
+    labels [N])``, centres ordered by group size, largest first."""
+    if len(ends) == 1:
+        return ends.copy(), np.zeros(1, int)
+    labels = fcluster(linkage(ends, "single"), radius, criterion="distance") - 1
+    sizes = np.bincount(labels)
+    order = np.argsort(-sizes, kind="stable")
+    relabel = np.empty_like(order)
+    relabel[order] = np.arange(len(order))
+    labels = relabel[labels]
+    centres = np.stack([ends[labels == k].mean(0) for k in range(len(order))])
+    return centres, labels
+
+
+def modes_at(prior, z_sample: np.ndarray, bandwidth: float, min_population: float) -> np.ndarray:
+    """Modes ``[K, zdim]`` (standardised units) of the smoothed density whose basins hold at least
+    ``min_population`` of ``z_sample``, largest basin first."""
+    centres, labels = merge_points(ascend(prior, z_sample, bandwidth), 0.5 * bandwidth)
+    keep = np.bincount(labels, minlength=len(centres)) >= min_population * len(z_sample)
+    return centres[keep]
+
+
+def persistent_bandwidth(prior, z_sample: np.ndarray, min_population: float,
+                         bandwidths: np.ndarray = BANDWIDTHS) -> tuple[float, list[dict]]:
+    """The bandwidth at the geometric middle of the widest run of ``bandwidths`` giving the same
+    number of modes (ties: the run of finer bandwidths), and the count at each bandwidth."""
+    counts = [len(modes_at(prior, z_sample, b, min_population)) for b in bandwidths]
+    runs, start = [], 0
+    for i in range(1, len(counts) + 1):
+        if i == len(counts) or counts[i] != counts[start]:
+            runs.append((i - start, -start, start, i - 1))
+            start = i
+    _, _, first, last = max(runs)
+    chosen = float(np.sqrt(bandwidths[first] * bandwidths[last]))
+    return chosen, [{"bandwidth": float(b), "modes": c} for b, c in zip(bandwidths, counts)]
+
+
+@dataclass
+class States:
+    """The states of a set of particles (see the module docstring).
+
+    ``modes [K, zdim]``: each state's mode in the latents' original units, most populated
+    first; ``labels [N]``: each particle's state (``-1``: unassigned); ``bandwidth``:
+    standardised units; ``scan``: mode counts per bandwidth when it was chosen by
+    :func:`persistent_bandwidth`, else empty.
+    """
+
+    modes: np.ndarray
+    labels: np.ndarray
+    bandwidth: float
+    scan: list
+
+    @property
+    def count(self) -> int:
+        return len(self.modes)
+
+
+def find_states(prior, z: np.ndarray, *, bandwidth: float | None = None, min_population: float = 0.01,
+                starts: int = 2000, seed: int = 0, progress=None) -> States:
+    """States of the particles with latents ``z [N, zdim]`` (original units) under ``prior``.
+
+    ``bandwidth`` (standardised units; ``None``: :func:`persistent_bandwidth`) sets the scale;
+    modes are found from ``starts`` particles drawn at random (``seed``), and every particle
+    is assigned by its own ascent. ``progress(n)`` is called as particles finish.
+    """
+    if not 0 < min_population < 1:
+        raise ValueError(f"min_population must be between 0 and 1, got {min_population}")
+    z = np.asarray(z, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    sample = z[rng.choice(len(z), size=min(starts, len(z)), replace=False)]
+    scan = []
+    if bandwidth is None:
+        bandwidth, scan = persistent_bandwidth(prior, sample, min_population)
+    modes = modes_at(prior, sample, bandwidth, min_population)
+    ends = ascend(prior, z, bandwidth, progress=progress)
+    distance = cdist(ends, modes) if len(modes) else np.full((len(z), 1), np.inf)
+    labels = np.where(distance.min(1) <= bandwidth, distance.argmin(1), -1)
+    counts = np.bincount(labels[labels >= 0], minlength=len(modes))
+    kept = counts >= min_population * len(z)  # a basin the sample overrated
+    order = np.argsort(-counts[kept], kind="stable")
+    index = np.full(len(modes), -1)
+    index[np.flatnonzero(kept)[order]] = np.arange(kept.sum())
+    labels = np.where(labels >= 0, index[np.maximum(labels, 0)], -1)
+    modes = modes[np.flatnonzero(kept)[order]]
+    original = prior.destandardise(torch.from_numpy(modes).float()) if len(modes) else np.zeros((0, z.shape[1]), np.float32)
+    return States(original, labels, float(bandwidth), scan)
+
+
+def populations(labels: np.ndarray, count: int) -> np.ndarray:
+    """Fraction of all particles in each of ``count`` states ``[count]`` (unassigned ones count in the total)."""
+    return np.bincount(labels[labels >= 0], minlength=count)[:count] / max(len(labels), 1)
+
+
+def free_energies(population: np.ndarray) -> np.ndarray:
+    """``-ln(p_i / p_max)`` per state, in kT (0 for the most populated; infinite for an empty state)."""
+    population = np.asarray(population, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return 0.0 - np.log(population / population.max(axis=-1, keepdims=True))  # 0.0 -: no "-0.0" in tables
+
+
+def bootstrap(labels: np.ndarray, count: int, *, draws: int = 1000, confidence: float = 0.9,
+              seed: int = 0) -> dict:
+    """Percentile intervals of the populations and free energies (kT) over ``draws`` resamplings of
+    the particles: ``{"population": [count, 2], "dG_kT": [count, 2], "draws": [draws, count]}``."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    shifted = labels + 1  # 0: unassigned
+    samples = np.empty((draws, count))
+    for d in range(draws):
+        samples[d] = np.bincount(shifted[rng.integers(n, size=n)], minlength=count + 1)[1:] / n
+    tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
+    return {"population": np.percentile(samples, tails, axis=0).T,
+            "dG_kT": np.percentile(free_energies(samples), tails, axis=0).T, "draws": samples}
+
+
+def kcal_per_mol(dg_kt: np.ndarray, temperature: float) -> np.ndarray:
+    """Free energies in kT converted to kcal/mol at ``temperature`` kelvin."""
+    return np.asarray(dg_kt) * KB_KCAL_PER_MOL_K * temperature

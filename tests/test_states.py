@@ -1,0 +1,118 @@
+"""cryodiff states against a known landscape: latents drawn from a three-component mixture
+(weights 0.5, 0.3, 0.2; ``latent_mixture`` in conftest) and a single Gaussian."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from cryodiff.cli.main import main
+from cryodiff.prior import train_prior
+from cryodiff.states import bootstrap, find_states, free_energies, populations
+
+N = 6000
+WEIGHTS = np.array([0.5, 0.3, 0.2])
+
+
+@pytest.fixture(scope="module")
+def mixture_prior(latent_mixture, tmp_path_factory, one_torch_thread):
+    z, component = latent_mixture.sample(N, generator=torch.Generator().manual_seed(11))
+    root = tmp_path_factory.mktemp("states")
+    np.save(root / "z.npy", z.numpy().astype(np.float32))
+    prior = train_prior(z.numpy(), root / "prior", steps=1500, batch_size=256)
+    return prior, z.numpy().astype(np.float32), component.numpy(), root
+
+
+def test_states_are_the_mixture_components(latent_mixture, mixture_prior):
+    prior, z, component, _ = mixture_prior
+    states = find_states(prior, z, seed=0)
+    assert states.count == 3, states.scan
+    truth_means = latent_mixture.means.numpy()
+    # each mode sits at one component's mean (modes are most populated first: weights 0.5, 0.3, 0.2)
+    for k in range(3):
+        assert np.linalg.norm(states.modes[k] - truth_means[k]) < 0.3
+    assigned = states.labels >= 0
+    assert assigned.mean() > 0.97
+    assert np.mean(states.labels[assigned] == component[assigned]) > 0.99
+    population = populations(states.labels, 3)
+    np.testing.assert_allclose(population, WEIGHTS, atol=0.03)
+    # the intervals cover the sample's own component fractions (what the bootstrap estimates)
+    intervals = bootstrap(states.labels, 3, draws=500, confidence=0.9, seed=1)
+    observed = np.bincount(component, minlength=3) / N
+    low, high = intervals["population"].T
+    assert np.all(low - 0.01 <= observed) and np.all(observed <= high + 0.01)
+    assert np.all(high - low < 0.04)  # and are as narrow as 6,000 particles allow (about 0.017 for p = 0.3)
+    # dG = -ln(p_i / p_max): 0, ln(5/3), ln(5/2) kT
+    np.testing.assert_allclose(free_energies(population), -np.log(WEIGHTS / WEIGHTS.max()), atol=0.12)
+
+
+def test_one_gaussian_is_one_state(tmp_path, one_torch_thread):
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((3000, 3)) * [2.0, 0.5, 1.0] + [1.0, -2.0, 0.0]).astype(np.float32)
+    prior = train_prior(z, tmp_path / "prior", steps=1000, batch_size=256)
+    states = find_states(prior, z, seed=0)
+    assert states.count == 1, states.scan
+    assert np.mean(states.labels == 0) > 0.97
+    np.testing.assert_allclose(states.modes[0], [1.0, -2.0, 0.0], atol=0.35)
+
+
+def test_bootstrap_interval_covers_the_truth_at_its_level():
+    """Coverage of the percentile interval over many samples of a known population (0.2)."""
+    rng = np.random.default_rng(0)
+    covered = 0
+    for trial in range(200):
+        labels = (rng.random(2000) < 0.2).astype(int) - 1  # state 0 with probability 0.2, else unassigned
+        low, high = bootstrap(labels, 1, draws=300, confidence=0.9, seed=trial)["population"][0]
+        covered += low <= 0.2 <= high
+    assert 0.84 <= covered / 200 <= 0.96
+
+
+def test_states_command_writes_the_table(mixture_prior, tmp_path):
+    _, _, _, root = mixture_prior
+    out = tmp_path / "states"
+    assert main(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(out),
+                 "--bootstrap", "200"]) in (0, None)
+    record = json.loads((out / "states.json").read_text())
+    assert len(record["states"]) == 3 and record["particles"] == N
+    assert [s["state"] for s in record["states"]] == [0, 1, 2]
+    first = record["states"][0]
+    assert first["dG_kT"] == 0.0 and first["population_low"] < first["population"] < first["population_high"]
+    assert abs(first["population"] - 0.5) < 0.03
+    rows = (out / "states.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("state,particles,population")
+    with h5py.File(out / "assignments.h5") as h5:
+        np.testing.assert_array_equal(h5["indices"][()], np.arange(N))
+        assert set(np.unique(h5["state"][()])) <= {-1, 0, 1, 2}
+    assert (out / "states.png").stat().st_size > 10_000
+
+
+def test_states_command_with_a_run_writes_each_states_volume(tiny_vae_run, tmp_path):
+    from recon.io import read_volume
+    from recon.run import load_run
+
+    run = load_run(tiny_vae_run)
+    prior = tmp_path / "prior"
+    assert main(["train-prior", str(tiny_vae_run), "-o", str(prior), "--steps", "300", "--threads", "1"]) in (0, None)
+    out = tmp_path / "states"
+    assert main(["states", str(prior), "--run", str(tiny_vae_run), "-o", str(out), "--bandwidth", "0.5",
+                 "--min-population", "0.05", "--bootstrap", "50"]) in (0, None)
+    record = json.loads((out / "states.json").read_text())
+    modes = np.loadtxt(out / "z.txt", ndmin=2)
+    assert len(modes) == len(record["states"]) >= 1
+    volume, apix = read_volume(out / "vol_000.mrc")
+    np.testing.assert_allclose(volume, run.volume(modes[0]), rtol=1e-4, atol=1e-5)
+    assert apix == pytest.approx(run.apix)
+
+
+def test_states_command_refuses_bad_input(mixture_prior, tmp_path, fails_with_one_line):
+    _, _, _, root = mixture_prior
+    fails_with_one_line(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(tmp_path / "a"),
+                         "--min-population", "1.5"], "--min-population")
+    fails_with_one_line(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(tmp_path / "b"),
+                         "-D", "16"], "--run")
+    np.save(tmp_path / "wrong.npy", np.zeros((50, 2), np.float32) + np.arange(50)[:, None])
+    fails_with_one_line(["states", str(root / "prior"), "--latents", str(tmp_path / "wrong.npy"), "-o", str(tmp_path / "c")],
+                        "zdim")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
