@@ -14,7 +14,9 @@ A small simulated data set is written to a temporary folder, then one epoch of
   milliseconds, then sleep), set explicitly as ``GOMP_SPINCOUNT=300000``,
   which keeps spinning even where the command sets OMP_WAIT_POLICY=PASSIVE
   itself; ``passive`` is ``OMP_WAIT_POLICY=PASSIVE`` (sleep at once);
-  ``active`` is ``OMP_WAIT_POLICY=ACTIVE`` (spin much longer).
+  ``active`` is ``OMP_WAIT_POLICY=ACTIVE`` (spin much longer); ``spin10k`` is
+  ``GOMP_SPINCOUNT=10000`` (a short spin, tens of microseconds, then sleep), ``spin2k`` a
+  fifth of that.
 
 Settings run round-robin ``--repeats`` times, so that load from other users
 of the machine spreads over all of them. Each row reports the median images/s
@@ -48,6 +50,8 @@ from pathlib import Path
 
 POLICIES = {
     "spin": {"GOMP_SPINCOUNT": "300000"},
+    "spin10k": {"GOMP_SPINCOUNT": "10000"},
+    "spin2k": {"GOMP_SPINCOUNT": "2000"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "active": {"OMP_WAIT_POLICY": "ACTIVE"},
 }

@@ -3,41 +3,37 @@
 The default is the user's OMP_NUM_THREADS, else every CPU this process may
 use (:func:`available_cpus`: the affinity mask intersected with the cgroup
 CPU quota; torch's own default follows the affinity but ignores the quota),
-and OpenMP threads wait passively (:func:`prepare_environment`,
-OMP_WAIT_POLICY=PASSIVE).
+and OpenMP threads spin only briefly before they sleep while they wait
+(:func:`prepare_environment`, GOMP_SPINCOUNT=10000).
 
 Why: torch's OpenMP runtime (libgomp) by default lets a thread that reaches
 the end of a parallel region spin for about 300000 iterations (milliseconds)
 before sleeping. The VAE runs thousands of short parallel regions per epoch;
 when another process holds a CPU, a descheduled thread stalls each region
 while the others burn CPU spinning, so more threads means slower training.
-One epoch of ``cryodiff train-vae`` (480 particles, box 32, widths 256,
-batch 32; benchmarks/threads_under_load.py on a 2-core AMD EPYC VM, avx2,
-torch 2.13; images/s; "shielded": two runs with ``--shield``, so that only
-the listed busy loops compete; the last three rows: medians of two runs while
-other users' sessions kept the load average at 5-7):
+Sleeping at once (OMP_WAIT_POLICY=PASSIVE) avoids that but makes every region
+pay a wake-up, which on an idle machine can cost a third of the speed. A short
+spin keeps most of the idle speed and most of the protection.
 
-=================================  ========  ===============  ==================
-competing load                     1 thread  2 threads, spin  2 threads, passive
-=================================  ========  ===============  ==================
-none (shielded)                    75, 69    116, 118         123, 106
-1 busy-loop process (shielded)     66, 71    49, 52           66, 60
-2 busy-loop processes (shielded)   41, 42    44, 45           52, 55
-other sessions                     53        20 (unset: 25)   43 (spin 0: 50)
-other sessions + 1 busy loop       21        14 (unset: 13)   25 (spin 0: 29)
-other sessions + 2 busy loops      18        7                20
-=================================  ========  ===============  ==================
+Measured with benchmarks/threads_under_load.py (one epoch of ``cryodiff
+train-vae``, 2,000 simulated particles, box 32, widths 256, batch 32, 2
+threads, ``--shield``, on a 2-core Intel Xeon with AMX/avx512_bf16, torch
+2.13; images/s, median of two runs where two are given):
 
-"spin" is GOMP_SPINCOUNT=300000, which behaves like libgomp's default
-("unset"); "passive" is OMP_WAIT_POLICY=PASSIVE, which behaves like
-GOMP_SPINCOUNT=0. Spinning collapses 2 threads to 0.3-0.7x the 1-thread
-rate when other sessions load the machine, as users reported (12-32 against 75-80
-images/s). With passive waiting 2 threads never fell below 0.8x the 1-thread
-rate under any load measured (0.8-2.0x, counting a third, unshielded run of
-the benchmark), and ran at 1.5-1.6x when idle, as fast as spinning within the
-run-to-run spread. So the default uses every available CPU, with passive
-waiting. torch's inter-op pool is not used by training (no thread is
-started for it), so only the intra-op count is set.
+===============================  ===========  ================  ===============
+competing busy-loop processes    spin 300000  spin 10000        passive
+===============================  ===========  ================  ===============
+none                             920          878, 832          662, 618
+1                                138          334, 324          485, 481
+===============================  ===========  ================  ===============
+
+(1 thread: 542 idle, 537 beside one busy loop.) On an earlier 2-core AMD
+EPYC VM (avx2) passive waiting was as fast as spinning when idle and spinning
+collapsed to 0.3-0.7x the 1-thread rate under other users' load
+(docs/threads.md). On a shared machine, OMP_WAIT_POLICY=PASSIVE or fewer
+threads is the better choice; the default favours a machine given to the job.
+torch's inter-op pool is not used by training (no thread is started for it),
+so only the intra-op count is set.
 """
 
 from __future__ import annotations
@@ -189,8 +185,14 @@ def configure_threads(requested: int | None) -> int:
     return count
 
 
+#: OpenMP busy-wait iterations before a waiting thread sleeps (libgomp's own default: 300000).
+SPIN_COUNT = "10000"
+
+
 def prepare_environment(environ=os.environ) -> None:
-    """Make OpenMP threads sleep, not spin, while they wait (OMP_WAIT_POLICY=PASSIVE),
-    unless the user chose a policy. Must run before torch is imported: the
-    OpenMP runtime reads it once, when it loads."""
-    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """Let OpenMP threads spin only briefly before they sleep while they wait
+    (GOMP_SPINCOUNT=10000), unless the user chose a wait policy (OMP_WAIT_POLICY or
+    GOMP_SPINCOUNT). Must run before torch is imported: the OpenMP runtime reads it
+    once, when it loads."""
+    if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
+        environ["GOMP_SPINCOUNT"] = SPIN_COUNT

@@ -50,8 +50,8 @@ class TrainSettings:
     """Optimisation settings (cryoDRGN option names in brackets)."""
 
     epochs: int = 20  # [-n/--epochs]
-    batch_size: int = 16  # [-b]
-    lr: float = 1e-4  # [--lr] Adam learning rate
+    batch_size: int = 32  # [-b] (cryoDRGN: 8; benchmarks/time_to_quality.py)
+    lr: float = 6e-4  # [--lr] Adam learning rate (cryoDRGN: 1e-4)
     beta: float | None = None  # [--beta] KL weight; default 1/zdim
     seed: int = 0  # [--seed]
     invert: bool = True  # [--uninvert-data sets False]

@@ -150,16 +150,17 @@ def test_configure_threads_rejects_non_positive(bad, torch_threads):
     assert torch_threads.get_num_threads() == before
 
 
-def test_prepare_environment_sets_passive_waiting():
+def test_prepare_environment_sets_a_short_spin():
     environ = {"PATH": "/bin"}
     threads.prepare_environment(environ)
-    assert environ == {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE"}
+    assert environ == {"PATH": "/bin", "GOMP_SPINCOUNT": "10000"}
 
 
-def test_prepare_environment_keeps_the_users_setting():
-    environ = {"OMP_WAIT_POLICY": "ACTIVE"}
+@pytest.mark.parametrize("users", [{"OMP_WAIT_POLICY": "PASSIVE"}, {"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "0"}])
+def test_prepare_environment_keeps_the_users_setting(users):
+    environ = dict(users)
     threads.prepare_environment(environ)
-    assert environ == {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert environ == users
 
 
 @pytest.mark.parametrize("value, count", [("3", 3), ("4,2", 4), ("0", 2), ("lots", 2), (None, 2)])

@@ -50,11 +50,11 @@ def _size(field: str):
 
 
 def add_args(parser):
-    add_particle_args(parser, batch_default=16)
+    add_particle_args(parser, batch_default=32)
     parser.add_argument("-o", "--outdir", required=True, help="run directory (created)")
     parser.add_argument("--zdim", type=_size("zdim"), required=True, help="latent dimension (8 is typical)")
     parser.add_argument("-n", "--epochs", type=positive_int, default=20, help="number of epochs (default: %(default)s)")
-    parser.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=6e-4, help="Adam learning rate (default: %(default)s; cryoDRGN: 1e-4 with -b 8)")
     parser.add_argument("--wd", type=nonnegative_float, default=0.0, help="Adam weight decay (default: %(default)s)")
     parser.add_argument("--beta", type=nonnegative_float, help="KL weight (default: 1/zdim)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
