@@ -27,8 +27,12 @@ whose ascent ends away from every mode.
 ``dG_i = -kT ln(p_i / p_max)`` (0 for the most populated state), in units of kT, and in
 kcal/mol at a stated temperature. Intervals come from the bootstrap over particles
 (resampling the particles with replacement, states fixed): percentile intervals at the
-chosen confidence. These treat the particles as the sample; that picking, the VAE and
-the prior do not bias the populations is an assumption the intervals do not cover.
+chosen confidence. With priors retrained on the same latents with other seeds
+(:func:`match_states`, :func:`bootstrap` with several label sets), each bootstrap draw
+also picks one of the priors at random, so the intervals widen by how much the states
+depend on the prior's training. These treat the particles as the sample; that picking,
+the VAE and the prior do not bias the populations is an assumption the intervals do not
+cover.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 #: Boltzmann constant in kcal/(mol K).
@@ -171,16 +176,36 @@ def free_energies(population: np.ndarray) -> np.ndarray:
         return 0.0 - np.log(population / population.max(axis=-1, keepdims=True))  # 0.0 -: no "-0.0" in tables
 
 
+def match_states(reference: States, other: States, spread: np.ndarray) -> np.ndarray:
+    """``other``'s particle labels renumbered to ``reference``'s states (both of the same particles):
+    modes paired by the smallest total distance in standardised units (original units divided by
+    the latents' ``spread [zdim]``, :attr:`cryodiff.prior.Prior.std`) with the Hungarian method; a
+    pair farther apart than the sum of the two bandwidths is no match, and the particles of an
+    unmatched state become unassigned (``-1``)."""
+    mapping = np.full(other.count, -1)
+    if reference.count and other.count:
+        distance = cdist(reference.modes / spread, other.modes / spread)
+        for r, c in zip(*linear_sum_assignment(distance)):
+            if distance[r, c] <= reference.bandwidth + other.bandwidth:
+                mapping[c] = r
+    return np.where(other.labels >= 0, mapping[np.maximum(other.labels, 0)], -1)
+
+
 def bootstrap(labels: np.ndarray, count: int, *, draws: int = 1000, confidence: float = 0.9,
               seed: int = 0) -> dict:
     """Percentile intervals of the populations and free energies (kT) over ``draws`` resamplings of
-    the particles: ``{"population": [count, 2], "dG_kT": [count, 2], "draws": [draws, count]}``."""
+    the particles: ``{"population": [count, 2], "dG_kT": [count, 2], "draws": [draws, count]}``.
+
+    ``labels`` is ``[N]``, or ``[P, N]``: the states of the same particles under ``P`` priors
+    (:func:`match_states`), one drawn at random for each resampling."""
     rng = np.random.default_rng(seed)
-    n = len(labels)
-    shifted = labels + 1  # 0: unassigned
+    label_sets = np.atleast_2d(labels)
+    n = label_sets.shape[1]
+    shifted = label_sets + 1  # 0: unassigned
     samples = np.empty((draws, count))
     for d in range(draws):
-        samples[d] = np.bincount(shifted[rng.integers(n, size=n)], minlength=count + 1)[1:] / n
+        chosen = shifted[rng.integers(len(shifted))]
+        samples[d] = np.bincount(chosen[rng.integers(n, size=n)], minlength=count + 1)[1:] / n
     tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
     return {"population": np.percentile(samples, tails, axis=0).T,
             "dG_kT": np.percentile(free_energies(samples), tails, axis=0).T, "draws": samples}

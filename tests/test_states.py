@@ -116,3 +116,27 @@ def test_states_command_refuses_bad_input(mixture_prior, tmp_path, fails_with_on
     fails_with_one_line(["states", str(root / "prior"), "--latents", str(tmp_path / "wrong.npy"), "-o", str(tmp_path / "c")],
                         "zdim")
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_match_states_pairs_modes_across_priors():
+    from cryodiff.states import States, match_states
+
+    reference = States(np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]]), np.array([0, 1, 2, 2, -1]), 0.3, [])
+    # the same states found in another order, one missing and one extra far away
+    other = States(np.array([[0.1, 3.9], [0.05, 0.0], [9.0, 9.0]]), np.array([1, 2, 0, 0, 2]), 0.3, [])
+    np.testing.assert_array_equal(match_states(reference, other, np.ones(2)), [0, -1, 2, 2, -1])
+
+
+def test_retrained_priors_widen_the_intervals(mixture_prior, tmp_path):
+    _, _, _, root = mixture_prior
+    common = ["states", str(root / "prior"), "--latents", str(root / "z.npy"), "--bootstrap", "400"]
+    assert main([*common, "-o", str(tmp_path / "one")]) in (0, None)
+    assert main([*common, "-o", str(tmp_path / "two"), "--retrain", "1"]) in (0, None)
+    one = json.loads((tmp_path / "one" / "states.json").read_text())
+    two = json.loads((tmp_path / "two" / "states.json").read_text())
+    assert (tmp_path / "two" / "priors" / "seed1" / "prior.pt").is_file()
+    (retrained,) = two["retrained_priors"]
+    assert retrained["seed"] == 1 and retrained["states"] == 3
+    np.testing.assert_allclose(retrained["population"], WEIGHTS, atol=0.03)  # the other prior finds the same states
+    width = lambda record: np.array([s["population_high"] - s["population_low"] for s in record["states"]])  # noqa: E731
+    assert np.all(width(two) >= 0.8 * width(one))

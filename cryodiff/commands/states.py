@@ -8,6 +8,9 @@ stays the same over the widest range of scales (docs/states.md). States holding 
 --min-population of the particles are dropped and their particles left unassigned (-1).
 Population = fraction of all particles; dG = -kT ln(p / p_max), also in kcal/mol at
 --temperature; intervals by --bootstrap resamplings of the particles at --confidence.
+--retrain K also trains K more priors on the same latents with seeds 1..K (the prior's own
+settings, into STATES/priors/seedK; reused by a later run) and draws one of the priors for
+each resampling, so the intervals include how much the states depend on the prior's training.
 
 STATES (a folder) receives
 
@@ -18,6 +21,7 @@ STATES (a folder) receives
                      order of the latents
     states.png       the latents (first two principal components) coloured by state with
                      the modes marked, and the populations with their intervals
+    priors/seedK/    with --retrain: the retrained priors
     z.txt, vol_000.mrc, vol_001.mrc, ...   with --run: each state's mode and its volume
                      (decoded by the run's VAE), with ChimeraX scripts
 """
@@ -31,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryodiff.cli.types import positive_float, positive_int, probability, seed
+from cryodiff.cli.types import nonnegative_int, positive_float, positive_int, probability, seed
 from cryodiff.commands._common import add_force_arg, progress_bar
 from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
 from cryodiff.output_folder import output_folder
@@ -58,6 +62,8 @@ def add_args(parser):
     parser.add_argument("--confidence", type=probability, default=0.9, help="level of the intervals (default: %(default)s)")
     parser.add_argument("--temperature", type=positive_float, default=295.0,
                         help="kelvin, for dG in kcal/mol: the sample's temperature before vitrification (default: %(default)s)")
+    parser.add_argument("--retrain", type=nonnegative_int, default=0, metavar="K",
+                        help="also retrain the prior K times with other seeds and include that spread in the intervals (default: %(default)s)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed of the starts and the bootstrap (default: %(default)s)")
     add_volume_args(parser)
     add_force_arg(parser)
@@ -102,11 +108,36 @@ def _write_outputs(folder, rows: list[dict], states, indices: np.ndarray, record
         h5.attrs["unassigned"] = -1
 
 
+def _retrained_states(args, prior, z: np.ndarray, k: int, bandwidth: float, inputs: list):
+    """The states (at ``bandwidth``) under the prior retrained with seed ``k`` in STATES/priors/seedK,
+    trained there with the prior's own settings unless a finished one for these latents is there."""
+    from cryodiff.prior import load_prior, train_prior
+    from cryodiff.states import find_states
+
+    path = Path(args.outdir) / "priors" / f"seed{k}"
+    again = None
+    if (path / "prior.pt").is_file():
+        again = load_prior(path)
+        if again.settings.seed != k or again.info.get("n_latents") != len(z) or not np.allclose(again.std, prior.std):
+            raise InputError(path, "holds a prior of other latents or another seed", "remove it, or write the states to another -o")
+        log.info("retrained prior %d of %d: reusing %s", k, args.retrain, path)
+    else:
+        log.info("retraining the prior with seed %d (%d of %d) into %s", k, k, args.retrain, path)
+        settings = prior.settings
+        with output_folder(path, "states", kind="train-prior", inputs=inputs, force=args.force) as folder:
+            for name in ("prior.json", "prior.pt", "checkpoint.pt", "log.jsonl"):
+                folder.file(name)
+            again = train_prior(z, folder.path, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr, seed=k,
+                                formulation=settings.formulation, dp_epsilon=settings.dp_epsilon, dp_delta=settings.dp_delta,
+                                source=str(args.run or args.latents), progress=True)
+    return find_states(again, z, bandwidth=bandwidth, min_population=args.min_population, starts=args.starts, seed=args.seed)
+
+
 def run(args) -> None:
     from cryodiff.commands.score_particles import particle_indices
     from cryodiff.plots import plot_states
     from cryodiff.prior import load_prior, read_latents
-    from cryodiff.states import bootstrap, find_states, populations
+    from cryodiff.states import bootstrap, find_states, match_states, populations
 
     prior = load_prior(args.prior)
     prior.require_denoiser("finding states")
@@ -140,12 +171,19 @@ def run(args) -> None:
             raise InputError(args.outdir, f"no state holds {args.min_population:g} of the particles at bandwidth "
                              f"{states.bandwidth:.3g}", "lower --min-population or raise --bandwidth")
         population = populations(states.labels, states.count)
-        intervals = bootstrap(states.labels, states.count, draws=args.bootstrap, confidence=args.confidence, seed=args.seed)
+        label_sets, retrained = [states.labels], []
+        for k in range(1, args.retrain + 1):
+            other = _retrained_states(args, prior, z, k, states.bandwidth, inputs)
+            label_sets.append(match_states(states, other, prior.std))
+            retrained.append({"seed": k, "states": other.count,
+                              "population": populations(label_sets[-1], states.count).round(4).tolist()})
+        intervals = bootstrap(np.stack(label_sets), states.count, draws=args.bootstrap, confidence=args.confidence, seed=args.seed)
         rows = _table(states, population, intervals, args.temperature)
         record = {"format": "cryodiff-states", "version": 1, "prior": str(args.prior), "latents": str(source),
                   "particles": len(z), "unassigned": int(np.sum(states.labels < 0)), "bandwidth": states.bandwidth,
                   "bandwidth_scan": states.scan, "min_population": args.min_population, "bootstrap": args.bootstrap,
-                  "confidence": args.confidence, "temperature_K": args.temperature, "seed": args.seed}
+                  "confidence": args.confidence, "temperature_K": args.temperature, "seed": args.seed,
+                  "retrained_priors": retrained}
         _write_outputs(folder, rows, states, indices, record)
         plot_states(z, states.labels, states.modes, rows, folder.file("states.png"), args.confidence)
         if run_ is not None:
