@@ -150,3 +150,17 @@ def test_constant_dimension_is_refused(tmp_path):
     z[:, 1] = 5.0
     with pytest.raises(InputError, match=r"dimension\(s\) \[1\] are constant"):
         train_prior(z, tmp_path / "p", steps=2)
+
+
+def test_sampling_in_chunks_is_deterministic_and_keeps_small_draws(trained, monkeypatch):
+    import cryodiff.prior as prior_module
+
+    prior, _ = trained
+    small = prior.sample(100, seed=4)
+    monkeypatch.setattr(prior_module, "SAMPLE_CHUNK", 100)
+    seen = []
+    big = prior.sample(250, seed=4, progress=seen.append)
+    assert seen == [100, 100, 50] and big.shape == (250, prior.zdim)
+    np.testing.assert_array_equal(big[:100], small)  # the first chunk is the unchunked draw
+    np.testing.assert_array_equal(big, prior.sample(250, seed=4))
+    assert np.abs(big[100:200] - big[:100]).min() > 0  # later chunks draw fresh noise

@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 from cryodiff.cli.types import count, positive_int, seed
-from cryodiff.commands._common import add_force_arg, output_file
+from cryodiff.commands._common import add_force_arg, output_file, progress_bar
 from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
 from cryodiff.output_folder import output_files, output_folder
 from cryodiff.outputs import prepare_series, save_array
@@ -86,7 +86,8 @@ def run(args) -> None:
             stack.enter_context(output_folder(Path(args.volumes) / name, "sample", kind="sample",
                                               inputs=inputs + [run_.path / "checkpoint.pt"], force=args.force))
             for name in names]
-        latents = {"": prior.sample(args.n, solver=args.solver, steps=args.steps, seed=args.seed)}
+        with progress_bar(args.n, "sampling", unit="latent") as bar:
+            latents = {"": prior.sample(args.n, solver=args.solver, steps=args.steps, seed=args.seed, progress=bar.update)}
         if args.compare_gaussian:
             latents["gaussian"] = prior.gaussian(args.n, seed=args.seed)
         for path, values in zip(files, latents.values()):
