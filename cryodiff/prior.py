@@ -478,6 +478,23 @@ def _check_log(path: Path) -> None:
                          "move it aside and resume again (the checkpoint holds the training state)") from None
 
 
+def matching_prior(run_path: Path, z: np.ndarray) -> Path | None:
+    """A finished prior trained on ``z``: ``RUN/prior`` or ``RUN/../prior`` with its weights and a
+    ``prior.json`` giving the latents' count, zdim and mean (float32 round-off allowed); ``None`` if none."""
+    run_path = Path(run_path)
+    for folder in (run_path / "prior", run_path.parent / "prior"):
+        if not (folder / WEIGHTS).is_file():
+            continue
+        try:
+            record = json.loads((folder / SETTINGS).read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("n_latents") == len(z) and record.get("zdim") == z.shape[1] and \
+                np.allclose(record.get("mean"), z.mean(0, dtype=np.float64), rtol=1e-4, atol=1e-6):
+            return folder
+    return None
+
+
 def load_prior(path: str | Path) -> Prior:
     """Load a prior directory written by :func:`train_prior` (or its ``prior.pt``) on the CPU."""
     path = Path(path)

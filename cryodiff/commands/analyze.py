@@ -35,7 +35,7 @@ import numpy as np
 from cryodiff.cli.types import count, nonnegative_int, positive_int, seed
 from cryodiff.analysis_record import ANALYSIS, fingerprint, kmeans_folder, read_record
 from cryodiff.commands._common import add_force_arg, progress_bar
-from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
+from cryodiff.commands._volumes import add_prior_arg, add_volume_args, check_box, support_prior, write_volumes
 from cryodiff.output_folder import output_folder
 from cryodiff.outputs import prepare_series, save_array
 from recon.errors import InputError
@@ -59,6 +59,7 @@ def add_args(parser):
     parser.add_argument("--skip-umap", action="store_true", help="do not run UMAP (the slowest step on large data sets)")
     parser.add_argument("--skip-vol", action="store_true", help="do not generate volumes")
     add_volume_args(parser)
+    add_prior_arg(parser)
     parser.add_argument("--seed", type=seed, default=0, help="random seed of k-means and UMAP (default: %(default)s)")
     add_force_arg(parser)
 
@@ -124,7 +125,7 @@ def _analyze(args, run_, z: np.ndarray, folder, subfolder) -> None:
         prepare_series(pdir, zk)
         jobs.append((pdir, zk))
     if not args.skip_vol:
-        write_volumes(run_, jobs, args)
+        write_volumes(run_, jobs, args, prior=support_prior(args, run_))
 
     earlier = read_record(out, z) or {}
     record = {

@@ -18,7 +18,7 @@ import numpy as np
 
 from cryodiff.cli.types import even_box, finite_float, positive_float
 from cryodiff.commands._common import add_force_arg
-from cryodiff.commands._volumes import check_box, write_volumes
+from cryodiff.commands._volumes import add_prior_arg, check_box, support_prior, write_volumes
 from cryodiff.output_folder import output_folder
 from cryodiff.outputs import prepare_series
 from recon.errors import InputError
@@ -40,6 +40,7 @@ def add_args(parser):
     parser.add_argument("--flip", action="store_true", help="mirror the maps (the other hand)")
     parser.add_argument("--invert", action="store_true", help="negate the maps")
     parser.add_argument("--prefix", default="vol_", help="file name prefix (default: %(default)s); the latents go to PREFIXz.txt")
+    add_prior_arg(parser)
     add_force_arg(parser)
 
 
@@ -78,7 +79,8 @@ def run(args) -> None:
         prepare_series(folder, z, zfile=f"{args.prefix}z.txt", prefix=args.prefix)
         if args.apix is not None:
             run_ = _with_apix(run_, args.apix * (args.box or run_.box) / run_.box)
-        write_volumes(run_, [(folder, z)], args, prefix=args.prefix)
+        write_volumes(run_, [(folder, z)], args, prefix=args.prefix, prior=support_prior(args, run_),
+                      support_file=f"{args.prefix}support.csv")
     log.info("wrote %d volumes and their latents to %s", len(z), args.outdir)
 
 

@@ -115,4 +115,4 @@ def _interpolate(args, prior, run_, z, folder) -> None:
         log.info("%-6s %3d points: mean distance to the data %.3f (max %.3f), mean log-density %.2f",
                  name, m["points"], m["knn_distance_mean"], m["knn_distance_max"], m["log_prob_mean"])
     if args.volumes:
-        write_volumes(run_, [(folder, paths["prior"])], args)
+        write_volumes(run_, [(folder, paths["prior"])], args, prior=prior)

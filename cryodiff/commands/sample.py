@@ -97,4 +97,4 @@ def run(args) -> None:
             jobs = [(folder, z) for folder, z in zip(folders, latents.values())]
             for folder, z in jobs:
                 prepare_series(folder, z)
-            write_volumes(run_, jobs, args)
+            write_volumes(run_, jobs, args, prior=prior)

@@ -25,7 +25,7 @@ import numpy as np
 
 from cryodiff.cli.types import count, nonnegative_int, positive_int
 from cryodiff.commands._common import add_force_arg
-from cryodiff.commands._volumes import add_volume_args, check_box, write_volumes
+from cryodiff.commands._volumes import add_prior_arg, add_volume_args, check_box, support_prior, write_volumes
 from cryodiff.output_folder import output_folder
 from cryodiff.outputs import prepare_series, save_array
 from recon.errors import InputError
@@ -46,6 +46,7 @@ def add_args(parser):
     parser.add_argument("-o", "--outdir", help="output folder (default: RUN/traverse/<kind>)")
     parser.add_argument("--skip-vol", action="store_true", help="write the latents only")
     add_volume_args(parser)
+    add_prior_arg(parser)
     add_force_arg(parser)
 
 
@@ -94,5 +95,5 @@ def run(args) -> None:
         else:
             folder.remove(folder.owned("path_ind.txt"))  # an earlier graph path's particles do not belong to this path
         if not args.skip_vol:
-            write_volumes(run_, [(folder, path)], args)
+            write_volumes(run_, [(folder, path)], args, prior=support_prior(args, run_))
     log.info("wrote %d latents%s to %s", len(path), "" if args.skip_vol else " and volumes", out)

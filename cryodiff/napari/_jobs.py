@@ -6,7 +6,6 @@ the units of the input images; ``apix`` in Å per voxel; ``box`` in voxels.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +24,21 @@ MIN_BOX = 8
 @dataclass
 class Loaded:
     """A run opened for exploring: the VAE run, its particle latents ``z`` [N, zdim], the prior and its
-    folder (or None), and the latent layout."""
+    folder (or None), the latent layout, and the reference that scores how well the particles support
+    a decoded latent (:mod:`cryodiff.support`)."""
 
     run: object
     z: np.ndarray
     prior: object | None
     prior_path: Path | None
     land: Landscape
+    support: object
 
 
 @dataclass
 class Decoded:
-    """A volume ``[z, y, x]`` decoded at ``latent`` on a ``box``-voxel grid of ``apix`` Å, in ``seconds``."""
+    """A volume ``[z, y, x]`` decoded at ``latent`` on a ``box``-voxel grid of ``apix`` Å, in ``seconds``,
+    with the particles' :class:`cryodiff.support.Support` of the latent (one row)."""
 
     label: str
     latent: np.ndarray
@@ -44,6 +46,7 @@ class Decoded:
     box: int
     apix: float
     seconds: float
+    support: object
 
 
 @dataclass
@@ -58,28 +61,11 @@ class Samples:
     seed: int
 
 
-def matching_prior(run_path: Path, z: np.ndarray) -> Path | None:
-    """A finished prior trained on ``z``: ``RUN/prior`` or ``RUN/../prior`` with its weights and a
-    ``prior.json`` giving the latents' count, zdim and mean (float32 round-off allowed); ``None`` if none."""
-    from cryodiff.prior import SETTINGS, WEIGHTS
-
-    for folder in (run_path / "prior", run_path.parent / "prior"):
-        if not (folder / WEIGHTS).is_file():
-            continue
-        try:
-            record = json.loads((folder / SETTINGS).read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("n_latents") == len(z) and record.get("zdim") == z.shape[1] and \
-                np.allclose(record.get("mean"), z.mean(0, dtype=np.float64), rtol=1e-4, atol=1e-6):
-            return folder
-    return None
-
-
 def load(run_path: str | Path, prior_path: str | Path | None, kind: str, k: int) -> Loaded:
-    """Open the run and the prior (without ``prior_path``, the :func:`matching_prior` if any) and lay
+    """Open the run and the prior (without ``prior_path``, :func:`cryodiff.prior.matching_prior` if any) and lay
     the latents out in ``kind`` coordinates with ``k`` clusters."""
-    from cryodiff.prior import load_prior
+    from cryodiff.prior import load_prior, matching_prior
+    from cryodiff.support import support_reference
     from recon.run import load_run
 
     run = load_run(run_path)
@@ -91,7 +77,7 @@ def load(run_path: str | Path, prior_path: str | Path | None, kind: str, k: int)
         if prior.zdim != run.zdim:
             raise InputError(prior_path, f"the prior's latents have zdim {prior.zdim} but the VAE's have {run.zdim}",
                              "give the prior trained on this run's latents")
-    return Loaded(run, z, prior, prior_path, landscape(z, kind, min(k, len(z)), run.path))
+    return Loaded(run, z, prior, prior_path, landscape(z, kind, min(k, len(z)), run.path), support_reference(z, prior))
 
 
 def decode_boxes(box: int) -> list[int]:
@@ -101,11 +87,15 @@ def decode_boxes(box: int) -> list[int]:
     return sorted((s for s in sizes if MIN_BOX <= s <= box), reverse=True)
 
 
-def decode(run, latent: np.ndarray, box: int, label: str) -> Decoded:
-    """The volume of ``run`` at ``latent`` on a ``box`` grid (``run.volume``), timed."""
+def decode(run, latent: np.ndarray, box: int, label: str, support) -> Decoded:
+    """The volume of ``run`` at ``latent`` on a ``box`` grid (``run.volume``), timed, and the latent's
+    support against the reference ``support`` (:func:`cryodiff.support.score`)."""
+    from cryodiff.support import score
+
     start = time.perf_counter()
     volume = run.volume(latent, box)
-    return Decoded(label, np.asarray(latent), volume, box, run.apix_at(box), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return Decoded(label, np.asarray(latent), volume, box, run.apix_at(box), seconds, score(support, latent))
 
 
 def sample_comparison(prior, z: np.ndarray, n: int, seed: int) -> Samples:
@@ -139,11 +129,14 @@ def path_latents(method: str, z: np.ndarray, start: np.ndarray, end: np.ndarray,
     raise ValueError(f"unknown path method {method!r}")
 
 
-def decode_path(run, latents: np.ndarray, box: int):
+def decode_path(run, latents: np.ndarray, box: int, support):
     """Generator: decode each of ``latents`` [M, zdim] on a ``box`` grid, yielding the number done;
-    returns the volumes ``[M, z, y, x]`` float32."""
+    returns the volumes ``[M, z, y, x]`` float32 and the latents' support against the reference
+    ``support`` (:func:`cryodiff.support.score`)."""
+    from cryodiff.support import score
+
     volumes = []
     for latent in latents:
         volumes.append(run.volume(latent, box))
         yield len(volumes)
-    return np.stack(volumes)
+    return np.stack(volumes), score(support, latents)

@@ -45,6 +45,8 @@ from cryodiff.napari._layers import (PATH_COLOUR, SHOWN_VOLUME, shown_colormap, 
                                      surface_colormap, volume_kwargs)
 
 VOLUME_LAYER, PATH_LAYER = SHOWN_VOLUME, "cryodiff: path"
+#: Colour of warnings under the plot.
+WARNING_COLOUR = "#f0a030"
 COLOURS = ("k-means cluster", "density")
 
 
@@ -321,7 +323,7 @@ class ExplorerWidget(QWidget):
 
     def _request(self, label: str, latent: np.ndarray) -> None:
         self.status.setText(f"Decoding {label} …")
-        self.decoder.submit(jobs.decode, self.loaded.run, latent, self.box, label)
+        self.decoder.submit(jobs.decode, self.loaded.run, latent, self.box, label, self.loaded.support)
 
     def _redecode(self) -> None:
         if self.selection is not None:
@@ -334,6 +336,7 @@ class ExplorerWidget(QWidget):
 
     def _show_volume(self, decoded: jobs.Decoded) -> None:
         metadata = shown_metadata(self.loaded.run.path, decoded.label, decoded.latent, decoded.box, decoded.apix)
+        metadata["support"] = support_metadata(decoded.support, 0)
         layer = self.volume_layer
         if layer is None or layer not in self.viewer.layers:
             self._take_volume_layer(decoded.volume, metadata)
@@ -344,9 +347,20 @@ class ExplorerWidget(QWidget):
             layer.scale = (decoded.apix,) * 3
             layer.data = decoded.volume
             layer.metadata = metadata
-        self.status.setText(f"{decoded.label}: box {decoded.box}, {decoded.apix:.3g} Å/px, "
-                            f"decoded in {decoded.seconds:.2f} s.")
+        if decoded.support.supported[0]:
+            self.status.setText(f"{decoded.label}: box {decoded.box}, {decoded.apix:.3g} Å/px, decoded in "
+                                f"{decoded.seconds:.2f} s; {decoded.support.describe(0)}.")
+        else:
+            self._warn_outside(f"{decoded.label} is outside the particles' support ({decoded.support.describe(0)}): "
+                               "its volume is the decoder's extrapolation.")
         self._describe_canvas()
+
+    def _warn_outside(self, warning: str) -> None:
+        """Say ``warning`` under the plot (in colour) and as a napari warning notification."""
+        from napari.utils.notifications import show_warning
+
+        self.status.setText(f"<span style='color:{WARNING_COLOUR}'>⚠ {warning}</span>")
+        show_warning(f"cryodiff explorer: {warning}")
 
     def _take_volume_layer(self, volume: np.ndarray, metadata: dict) -> None:
         """Show ``volume`` [z, y, x] in the explorer's red in the viewer's layer :data:`VOLUME_LAYER` (the run
@@ -365,10 +379,11 @@ class ExplorerWidget(QWidget):
         parts = []
         if self.volume_layer is not None and self.volume_layer in self.viewer.layers:
             meta = self.volume_layer.metadata
-            parts.append(f"red: {meta['label']}, box {meta['box']}")
+            parts.append(f"red: {meta['label']}, box {meta['box']}" + _outside_note(meta.get("support")))
         if self.path_layer is not None and self.path_layer in self.viewer.layers and self.viewer.dims.ndim == 4:
             step, last = self.viewer.dims.current_step[0], len(self.path_layer.data) - 1
-            parts.append(f"blue, right: path step {step} (of 0–{last})")
+            steps = self.path_layer.metadata.get("support", [])
+            parts.append(f"blue, right: path step {step} (of 0–{last})" + _outside_note(steps[step] if step < len(steps) else None))
         overlay = self.viewer.canvas.overlays.text
         overlay.text = "\n".join(parts)
         overlay.visible = bool(parts)
@@ -422,10 +437,10 @@ class ExplorerWidget(QWidget):
         self.progress.setRange(0, len(latents))
         self.progress.setValue(0)
         self.status.setText(f"Decoding {len(latents)} volumes of the path …")
-        self._start(jobs.decode_path, self.loaded.run, latents, box, yielded=self.progress.setValue,
-                    done=lambda volumes: self._show_path(volumes, self.loaded.run.apix_at(box)))
+        self._start(jobs.decode_path, self.loaded.run, latents, box, self.loaded.support, yielded=self.progress.setValue,
+                    done=lambda result: self._show_path(*result, self.loaded.run.apix_at(box)))
 
-    def _show_path(self, volumes: np.ndarray, apix: float) -> None:
+    def _show_path(self, volumes: np.ndarray, support, apix: float) -> None:
         self.path_volumes, self.path_apix = volumes, apix
         self.progress.setVisible(False)
         kwargs = volume_kwargs(volumes, apix, PATH_LAYER, surface_colormap("cryodiff path", PATH_COLOUR), ("path step",),
@@ -443,10 +458,16 @@ class ExplorerWidget(QWidget):
             layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
             layer.data = volumes
             layer.metadata.update(kwargs["metadata"])
+        self.path_layer.metadata["support"] = [support_metadata(support, i) for i in range(len(volumes))]
         self.viewer.dims.set_current_step(0, 0)
         self._describe_canvas()
         self._enable(True)
-        self.status.setText(f"Path of {len(volumes)} steps: play it with the 'path step' slider under the canvas.")
+        outside = np.flatnonzero(~support.supported)
+        if len(outside):
+            self._warn_outside(f"path steps {', '.join(map(str, outside))} (of 0–{len(volumes) - 1}) are outside the "
+                               "particles' support: their volumes are the decoder's extrapolation.")
+        else:
+            self.status.setText(f"Path of {len(volumes)} steps: play it with the 'path step' slider under the canvas.")
 
     def _step_changed(self) -> None:
         if self.path_layer is not None and self.viewer.dims.ndim == 4:
@@ -490,3 +511,13 @@ class ExplorerWidget(QWidget):
             fn(*args)
         except (InputError, OSError) as err:
             self._failed(err)
+
+
+def support_metadata(support, i: int) -> dict:
+    """Row ``i`` of a :class:`cryodiff.support.Support` as layer metadata: ``supported`` and its ``description``."""
+    return {"supported": bool(support.supported[i]), "description": support.describe(i)}
+
+
+def _outside_note(support: dict | None) -> str:
+    """A second line, ``⚠ OUTSIDE THE DATA``, for a volume whose latent the particles do not support, else ``""``."""
+    return "\n  ⚠ OUTSIDE THE DATA" if support is not None and not support["supported"] else ""

@@ -218,3 +218,21 @@ def test_closing_the_dock_drops_running_jobs(viewer, qtbot, tiny_vae_run, run):
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
     assert viewer.layers[VOLUME_LAYER].metadata["label"] == shown
     viewer.dims.set_current_step(0, 1)  # the viewer no longer calls into the closed explorer
+
+
+def test_volume_outside_the_data_is_flagged_on_the_canvas(explorer, viewer, wait_idle, tiny_vae_run, run, tmp_path):
+    _open(explorer, wait_idle, tiny_vae_run)
+    far = run.z_mu.mean(0) + 40 * run.z_mu.std(0)
+    explorer._select("far point", far, explorer.loaded.land.place(far[None])[0])
+    wait_idle(explorer)
+    layer = viewer.layers[VOLUME_LAYER]
+    assert layer.metadata["support"]["supported"] is False
+    assert "outside the particles' support" in explorer.status.text()
+    assert "OUTSIDE THE DATA" in viewer.canvas.overlays.text.text
+    viewer.screenshot(str(tmp_path / "outside.png"), canvas_only=False)
+
+    explorer.show_point(PARTICLE, 0)  # back among the particles: the warning goes
+    wait_idle(explorer)
+    assert layer.metadata["support"]["supported"] is True
+    assert "outside" not in explorer.status.text() and "OUTSIDE" not in viewer.canvas.overlays.text.text
+    assert "particles within" in explorer.status.text()

@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from cryodiff.napari._jobs import decode_boxes, matching_prior
+from cryodiff.napari._jobs import decode_boxes
+from cryodiff.prior import matching_prior
 from cryodiff.napari._landscape import histogram_density, landscape
 from recon.analysis import pca
 from recon.run import load_run
