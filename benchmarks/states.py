@@ -6,12 +6,17 @@ For each seed: simulate particles of the demo's molecule (``recon.synthetic``: b
 of them: six true modes (state mode x subunit), with populations 0.27, 0.18, 0.09, 0.06,
 0.24, 0.16 in expectation. Then ``cryodiff train-vae`` (256 x 3 networks, zdim 8, 20
 epochs), ``cryodiff train-prior`` (defaults) and ``cryodiff states`` (defaults), each as
-a subprocess.
+a subprocess, ``states`` with ``--maps`` (each state's particles reconstructed, its decoded
+volume checked against them).
 
 Each found state is matched to the true mode most of its particles come from. Reported
 per seed: the number of states; for each true mode, the matched state's population, the
 truth (the mode's fraction in that sample), the 90 % interval and whether it covers the
-truth; the fraction of particles whose state's true mode is their own.
+truth, the frequency (cycles/pixel) where the FSC between the state's reconstruction and the
+true volume of the mode falls below 0.5 (``None``: not before Nyquist; the target is beyond
+half of Nyquist, 0.25), the same for the decoded volume, and whether ``states`` found the
+decoded volume supported by the state's particles and by the particle latents
+(``support.csv``); the fraction of particles whose state's true mode is their own.
 
     python benchmarks/states.py [--seeds 0 1 2 3 4] [--n 10000] [--workdir DIR]
         [--train-vae-args '-b 64 --lr 4e-4']
@@ -22,6 +27,7 @@ With ``--workdir`` each seed's data and runs are kept and a finished step is not
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shlex
@@ -34,7 +40,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from recon.simulate import STATE_MODES
+from recon.fsc import crossing, fsc
+from recon.io import read_volume
+from recon.simulate import STATE_MODES, make_molecule, render_volume
 from recon.synthetic import read_truth, write_synthetic_dataset
 
 
@@ -54,7 +62,23 @@ def true_modes(truth: dict) -> np.ndarray:
     return 2 * nearest + truth["subunit"].astype(int)
 
 
-def evaluate(folder: Path, truth: dict) -> dict:
+def map_checks(folder: Path, state: int, mode: int, box: int) -> dict:
+    """FSC 0.5 crossings (cycles/pixel) of the state's reconstruction and decoded volume against the
+    true volume of ``mode``, and the two support verdicts."""
+    true = render_volume(make_molecule(), float(STATE_MODES[mode // 2][0]), bool(mode % 2), box)
+    out = {}
+    for key, name in (("map_fsc05", f"state_{state:03d}_map.mrc"), ("decoded_fsc05", f"vol_{state:03d}.mrc")):
+        freqs, curve = fsc(read_volume(folder / "states" / name)[0], true)
+        reached = crossing(freqs, curve, 0.5)
+        out[key] = None if reached is None else round(float(reached), 4)
+    out["map_beyond_half_nyquist"] = out["map_fsc05"] is None or out["map_fsc05"] > 0.25
+    with open(folder / "states" / "support.csv") as f:
+        support = list(csv.DictReader(f))
+    out["decoded_supported_by_latents"] = support[state]["supported"] == "yes"
+    return out
+
+
+def evaluate(folder: Path, truth: dict, box: int) -> dict:
     record = json.loads((folder / "states" / "states.json").read_text())
     with h5py.File(folder / "states" / "assignments.h5") as h5:
         indices, labels = h5["indices"][()], h5["state"][()]
@@ -72,7 +96,10 @@ def evaluate(folder: Path, truth: dict) -> dict:
         rows.append({"true_mode": m, "state": states[0], "truth": round(truth_fraction, 4),
                      "population": round(s["population"], 4), "interval": [round(s["population_low"], 4), round(s["population_high"], 4)],
                      "error": round(s["population"] - truth_fraction, 4),
-                     "covered": bool(s["population_low"] <= truth_fraction <= s["population_high"])})
+                     "covered": bool(s["population_low"] <= truth_fraction <= s["population_high"]),
+                     "half_map_resolution_A": s.get("half_map_resolution_A"),
+                     "decoded_supported_by_its_particles": s.get("decoded_supported"),
+                     **map_checks(folder, states[0], m, box)})
     assigned = labels >= 0
     agreement = float(np.mean([matched[k] == m for k, m in zip(labels[assigned], mode[assigned])])) if assigned.any() else 0.0
     return {"states": count, "true_modes": 6, "bandwidth": record["bandwidth"], "unassigned": record["unassigned"],
@@ -106,8 +133,8 @@ def main() -> None:
                                               "--threads", args.threads, threads=args.threads)
         if not (folder / "states" / "states.json").is_file():
             seconds["states"] = cryodiff("states", folder / "prior", "--run", folder / "vae", "-o", folder / "states",
-                                         "--seed", seed, threads=args.threads)
-        result["seeds"][seed] = {**evaluate(folder, read_truth(folder / "data" / "truth.h5")), "seconds": seconds}
+                                         "--seed", seed, "--maps", threads=args.threads)
+        result["seeds"][seed] = {**evaluate(folder, read_truth(folder / "data" / "truth.h5"), args.box), "seconds": seconds}
         print(json.dumps({seed: result["seeds"][seed]}), file=sys.stderr, flush=True)
     found = [r["states"] == 6 for r in result["seeds"].values()]
     modes = [m for r in result["seeds"].values() for m in r["modes"] if "covered" in m]
@@ -115,6 +142,9 @@ def main() -> None:
         "seeds_with_six_states": f"{sum(found)}/{len(found)}",
         "max_population_error": max((abs(m["error"]) for m in modes), default=None),
         "coverage_of_90pct_intervals": round(float(np.mean([m["covered"] for m in modes])), 3) if modes else None,
+        "maps_beyond_half_nyquist": f"{sum(m['map_beyond_half_nyquist'] for m in modes)}/{len(modes)}",
+        "decoded_supported_by_particles": f"{sum(bool(m['decoded_supported_by_its_particles']) for m in modes)}/{len(modes)}",
+        "decoded_supported_by_latents": f"{sum(m['decoded_supported_by_latents'] for m in modes)}/{len(modes)}",
     }
     print(json.dumps(result, indent=1))
 

@@ -335,3 +335,32 @@ def plot_states(z: np.ndarray, labels: np.ndarray, modes: np.ndarray, rows: list
     axes[1].grid(alpha=0.3, axis="y")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_state_fsc(validations, path: str | Path) -> None:
+    """One panel per state (:class:`cryodiff.state_maps.StateMap`): the half-map FSC of its particles'
+    reconstruction, the FSC the true map would reach against that reconstruction (C_ref) and the FSC
+    between the decoded volume and the reconstruction, against spatial frequency (1/Å); 0.143 and 0.5
+    marked. The title says whether the decoded volume is supported."""
+    from cryodiff.state_maps import reference_fsc
+
+    cols = min(len(validations), 4)
+    rows = -(-len(validations) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), dpi=110, squeeze=False)
+    for ax in axes.flat[len(validations):]:
+        ax.axis("off")
+    for ax, v in zip(axes.flat, validations):
+        x = v.map.freqs / v.map.apix
+        ax.plot(x, v.map.curve, "--", color="grey", label="half maps")
+        ax.plot(x, reference_fsc(v.map.curve), ":", color="black", label="C_ref (truth vs map)")
+        ax.plot(x, v.agreement, color="tab:blue" if v.supported else "tab:red", label="decoded vs map")
+        for level in (0.143, 0.5):
+            ax.axhline(level, color="lightgrey", lw=0.8, zorder=0)
+        ax.set(ylim=(-0.1, 1.05), xlabel="spatial frequency (1/Å)", ylabel="FSC")
+        verdict = "supported" if v.supported else "NOT supported"
+        ax.set_title(f"state {v.state}: {v.map.n_particles} particles, decoded {verdict}", fontsize=8,
+                     color="black" if v.supported else "tab:red")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    save_figure(fig, path)

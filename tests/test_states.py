@@ -140,3 +140,29 @@ def test_retrained_priors_widen_the_intervals(mixture_prior, tmp_path):
     np.testing.assert_allclose(retrained["population"], WEIGHTS, atol=0.03)  # the other prior finds the same states
     width = lambda record: np.array([s["population_high"] - s["population_low"] for s in record["states"]])  # noqa: E731
     assert np.all(width(two) >= 0.8 * width(one))
+
+
+def test_states_maps_reconstruct_each_state_and_write_the_summary(tiny_vae_run, tmp_path):
+    from recon.io import read_volume
+
+    prior = tmp_path / "prior"
+    assert main(["train-prior", str(tiny_vae_run), "-o", str(prior), "--steps", "300", "--threads", "1"]) in (0, None)
+    out = tmp_path / "states"
+    assert main(["states", str(prior), "--run", str(tiny_vae_run), "-o", str(out), "--bandwidth", "1.0",
+                 "--min-population", "0.25", "--bootstrap", "50", "--maps"]) in (0, None)
+    record = json.loads((out / "states.json").read_text())
+    assignments = h5py.File(out / "assignments.h5", "r")["state"][()]
+    for row in record["states"]:
+        k = row["state"]
+        volume, apix = read_volume(out / f"state_{k:03d}_map.mrc")
+        assert volume.shape == (16, 16, 16) and (out / f"state_{k:03d}_half2.mrc").is_file()
+        assert row["half_map_resolution_A"] >= 2 * apix and isinstance(row["decoded_supported"], bool)
+        assert row["particles"] == np.sum(assignments == k)
+    summary = (out / "summary.html").read_text()
+    assert "half-map resolution" in summary and "state_fsc.png" in summary and (out / "state_fsc.png").is_file()
+
+
+def test_states_maps_need_a_run(mixture_prior, tmp_path, fails_with_one_line):
+    _, _, _, root = mixture_prior
+    fails_with_one_line(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(tmp_path / "s"), "--maps"],
+                        "--maps", "give --run RUN")

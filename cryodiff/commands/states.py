@@ -22,8 +22,20 @@ STATES (a folder) receives
     states.png       the latents (first two principal components) coloured by state with
                      the modes marked, and the populations with their intervals
     priors/seedK/    with --retrain: the retrained priors
+    summary.html     the table and the plots, for a browser
     z.txt, vol_000.mrc, vol_001.mrc, ...   with --run: each state's mode and its volume
-                     (decoded by the run's VAE), with ChimeraX scripts
+                     (decoded by the run's VAE), with ChimeraX scripts, and support.csv
+                     (how well the particles support each mode, docs/support.md)
+    state_000_map.mrc, state_000_half1.mrc, state_000_half2.mrc, ...   with --maps: each
+                     state's particles backprojected with the run's poses and CTF (half
+                     sets from the particle file when it has them)
+    state_fsc.png    with --maps: per state, the half-map FSC and the FSC between the
+                     decoded volume and the reconstruction
+
+--maps (needs --run) checks each state's decoded volume against its own particles: the
+half-map resolution, the decoded volume's agreement with the reconstruction (FSC 0.5) and
+whether it is more like another state's reconstruction; an unsupported decoded volume is
+flagged in the table, with the reason (docs/states.md).
 """
 
 from __future__ import annotations
@@ -65,6 +77,11 @@ def add_args(parser):
     parser.add_argument("--retrain", type=nonnegative_int, default=0, metavar="K",
                         help="also retrain the prior K times with other seeds and include that spread in the intervals (default: %(default)s)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed of the starts and the bootstrap (default: %(default)s)")
+    parser.add_argument("--maps", action="store_true", help="reconstruct each state from its particles (gold-standard halves) "
+                                                           "and check its decoded volume against them; needs --run")
+    parser.add_argument("--particles", help="with --maps: the run's particle file, if it moved since training")
+    parser.add_argument("--reg", type=positive_float, default=0.1,
+                        help="with --maps: Wiener-style regulariser, fraction of the mean CTF² weight (default: %(default)s)")
     add_volume_args(parser)
     add_force_arg(parser)
 
@@ -96,7 +113,7 @@ def _write_outputs(folder, rows: list[dict], states, indices: np.ndarray, record
         tmp.write_text(json.dumps({**record, "states": rows}, indent=2) + "\n")
     with atomic_target(folder.file("states.csv")) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        columns = [key for key in rows[0] if key != "mode"] if rows else ["state"]
+        columns = [key for key in rows[0] if key not in ("mode", "likeness")] if rows else ["state"]
         zdim = len(rows[0]["mode"]) if rows else 0
         writer.writerow(columns + [f"mode_z{i}" for i in range(zdim)])
         for row in rows:
@@ -136,6 +153,7 @@ def _retrained_states(args, prior, z: np.ndarray, k: int, bandwidth: float, inpu
 def run(args) -> None:
     from cryodiff.commands.score_particles import particle_indices
     from cryodiff.plots import plot_states
+    from cryodiff.states_report import write_summary
     from cryodiff.prior import load_prior, read_latents
     from cryodiff.states import bootstrap, find_states, match_states, populations
 
@@ -155,14 +173,19 @@ def run(args) -> None:
             raise InputError(args.run, f"the VAE has zdim {run_.zdim} but the prior's latents have zdim {prior.zdim}",
                              "give the run whose latents the prior was trained on")
         check_box(args.box, run_)
-    elif args.box or args.flip or args.invert:
-        raise InputError("-D/--flip/--invert", "volume options need the VAE of a run", "give --run RUN instead of --latents")
+    elif args.box or args.flip or args.invert or args.maps:
+        raise InputError("-D/--flip/--invert/--maps", "volumes and maps need the VAE of a run", "give --run RUN instead of --latents")
+    particles = None
+    if args.maps:
+        from cryodiff.selection import run_particles
+
+        particles = run_particles(run_, args.particles)
     indices = particle_indices(source, len(z))
     inputs = [source / "latents.h5" if source.is_dir() else source, Path(args.prior) / "prior.pt"]
     if run_ is not None:
         inputs.append(run_.path / "checkpoint.pt")
     with output_folder(args.outdir, "states", kind="states", inputs=inputs, force=args.force) as folder:
-        for name in ("states.json", "states.csv", "assignments.h5", "states.png"):
+        for name in ("states.json", "states.csv", "assignments.h5", "states.png", "summary.html"):
             folder.file(name)  # refused here, before any work, if another command's output holds the name
         with progress_bar(len(z), "assigning", unit="particle") as bar:
             states = find_states(prior, z, bandwidth=args.bandwidth, min_population=args.min_population,
@@ -184,14 +207,46 @@ def run(args) -> None:
                   "bandwidth_scan": states.scan, "min_population": args.min_population, "bootstrap": args.bootstrap,
                   "confidence": args.confidence, "temperature_K": args.temperature, "seed": args.seed,
                   "retrained_priors": retrained}
+        images = ["states.png"]
+        folder.remove(folder.owned("state_*.mrc") + folder.owned("state_fsc.png"))  # an earlier --maps run's
+        if args.maps:
+            _validate_maps(folder, run_, states, particles, rows, args.reg)
+            images.append("state_fsc.png")
         _write_outputs(folder, rows, states, indices, record)
         plot_states(z, states.labels, states.modes, rows, folder.file("states.png"), args.confidence)
+        with atomic_target(folder.file("summary.html")) as tmp:
+            write_summary(tmp, rows, record, images)
         if run_ is not None:
             prepare_series(folder, states.modes)
-            write_volumes(run_, [(folder, states.modes)], args)
+            write_volumes(run_, [(folder, states.modes)], args, prior=prior)
     for row in rows:
         log.info("state %d: %d particles, population %.3f [%.3f, %.3f], dG %.2f kT [%.2f, %.2f] = %.2f kcal/mol at %g K",
                  row["state"], row["particles"], row["population"], row["population_low"], row["population_high"],
                  row["dG_kT"], row["dG_kT_low"], row["dG_kT_high"], row["dG_kcal_mol"], args.temperature)
     log.info("%d states at bandwidth %.3g; %d particles unassigned; table in %s", states.count, states.bandwidth,
              record["unassigned"], Path(args.outdir) / "states.csv")
+    for row in rows:
+        if row.get("decoded_supported") is False:
+            log.warning("state %d: the decoded volume is not supported by its particles: it %s", row["state"], row["support_note"])
+
+
+def _validate_maps(folder, run_, states, particles, rows: list[dict], reg: float) -> None:
+    """Reconstruct each state, write its maps and state_fsc.png, and add the validation to ``rows``."""
+    from cryodiff.plots import plot_state_fsc
+    from cryodiff.state_maps import validate_states
+    from recon.io import write_volume
+
+    decoded = np.stack([run_.volume(mode) for mode in states.modes])
+    with progress_bar(int(np.sum(states.labels >= 0)), "reconstructing", unit="image") as bar:
+        validations = validate_states(run_, states.labels, decoded, particles, reg=reg, progress=bar.update)
+    for v, row in zip(validations, rows):
+        for suffix, volume in (("map", v.map.volume), ("half1", v.map.half1), ("half2", v.map.half2)):
+            write_volume(folder.file(f"state_{v.state:03d}_{suffix}.mrc"), volume, v.map.apix)
+        agreement = v.resolution(v.agreement_frequency)
+        row.update(half_map_resolution_A=v.resolution(v.half_frequency), half_sets=v.map.half_source,
+                   agreement_resolution_A=agreement if np.isfinite(agreement) else None,
+                   likeness=[round(float(x), 4) for x in v.likeness], decoded_supported=v.supported,
+                   support_note=v.reason)
+        log.info("state %d: %s; decoded volume agrees to %s (FSC 0.5)%s", v.state, v.map.describe(),
+                 f"{agreement:.3g} Å" if np.isfinite(agreement) else "no frequency", "" if v.supported else ": NOT supported")
+    plot_state_fsc(validations, folder.file("state_fsc.png"))
