@@ -364,3 +364,52 @@ def plot_state_fsc(validations, path: str | Path) -> None:
     axes.flat[0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_comparison(comparison, z: np.ndarray, condition: np.ndarray, modes: np.ndarray, path: str | Path) -> None:
+    """Left: each state's occupancy per condition (:class:`cryodiff.compare.Comparison`) with its
+    interval. Middle: each condition's difference from the reference with its interval. Right: the
+    latents ``z [N, zdim]`` on their first two principal components, coloured by the density of
+    condition 1 minus that of the reference (``condition [N]``: indices; each density normalised to
+    its particles), the states' ``modes`` numbered."""
+    from scipy.ndimage import gaussian_filter
+    from sklearn.decomposition import PCA
+
+    names, k = comparison.names, comparison.occupancy.shape[1]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=110)
+    width = 0.8 / len(names)
+    x = np.arange(k)
+    for c, name in enumerate(names):
+        occ, ci = comparison.occupancy[c], comparison.occupancy_interval[c]
+        axes[0].bar(x + (c - (len(names) - 1) / 2) * width, occ, width, yerr=[occ - ci[:, 0], ci[:, 1] - occ], capsize=3,
+                    label=f"{name} ({comparison.counts[c]} particles)")
+    axes[0].set(xlabel="state", ylabel="fraction of the condition's particles", xticks=x)
+    axes[0].set_title(f"occupancy, {100 * comparison.confidence:g} % bootstrap intervals", fontsize=9)
+    axes[0].legend(fontsize=8)
+    others = range(1, len(names))
+    width = 0.8 / max(len(names) - 1, 1)
+    for i, c in enumerate(others):
+        diff, ci = comparison.difference[c], comparison.difference_interval[c]
+        axes[1].bar(x + (i - (len(names) - 2) / 2) * width, diff, width, yerr=[diff - ci[:, 0], ci[:, 1] - diff], capsize=3,
+                    color=f"C{c}", label=f"{names[c]} - {names[0]}")
+    axes[1].axhline(0, color="black", lw=0.8)
+    axes[1].set(xlabel="state", ylabel="occupancy difference", xticks=x)
+    axes[1].set_title("difference from the reference; an interval off 0 is a change", fontsize=9)
+    axes[1].legend(fontsize=8)
+    z = np.asarray(z, dtype=np.float64)
+    pca = PCA(n_components=2).fit(z)
+    xy, centres = pca.transform(z), pca.transform(np.asarray(modes, dtype=np.float64).reshape(-1, z.shape[1]))
+    edges = [np.linspace(*np.percentile(xy[:, d], [0.5, 99.5]), 41) for d in range(2)]
+    density = [np.histogram2d(xy[condition == c, 0], xy[condition == c, 1], bins=edges)[0] / max(np.sum(condition == c), 1)
+               for c in (0, 1)]
+    change = gaussian_filter(density[1] - density[0], 1.0).T  # one-bin smoothing: a map, not shot noise
+    limit = np.abs(change).max() or 1.0
+    image = axes[2].imshow(change, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto",
+                           extent=[edges[0][0], edges[0][-1], edges[1][0], edges[1][-1]])
+    for s, centre in enumerate(centres):
+        axes[2].annotate(str(s), centre, fontsize=10, weight="bold", ha="center", va="center")
+    fig.colorbar(image, ax=axes[2], label="fraction of particles per bin")
+    axes[2].set(xlabel="PC1 of the particle latents", ylabel="PC2")
+    axes[2].set_title(f"density of {names[1]} minus {names[0]} (red: more in {names[1]})", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -187,11 +187,24 @@ def apply_ctf(images: torch.Tensor, ctf_params: torch.Tensor) -> torch.Tensor:
     return ifft_centered(f).real
 
 
-def sample_states(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``n`` state coordinates in [0, 1] from the tri-modal ``STATE_MODES``."""
-    means, stds, weights = map(np.array, zip(*STATE_MODES))
+def sample_states(n: int, rng: np.random.Generator, weights=None) -> np.ndarray:
+    """Draw ``n`` state coordinates in [0, 1] from the tri-modal ``STATE_MODES`` (``weights`` [3]
+    replace the modes' own weights; normalised here)."""
+    means, stds, own = map(np.array, zip(*STATE_MODES))
+    weights = own if weights is None else np.asarray(weights, dtype=np.float64)
     mode = rng.choice(len(weights), size=n, p=weights / weights.sum())
     return np.clip(rng.normal(means[mode], stds[mode]), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A simulated condition (apo, with ligand, a time point): its ``name``, the weights [3] of the
+    three hinge modes of ``STATE_MODES`` (normalised when drawn) and the fraction of its particles
+    with the subunit bound."""
+
+    name: str
+    mode_weights: tuple[float, float, float]
+    subunit_fraction: float
 
 
 @dataclass
@@ -204,6 +217,7 @@ class ParticleTruth:
     shifts_px: np.ndarray  # [N, 2] re-centring shift (x, y), pixels
     ctf: np.ndarray  # [N, 9] cryoDRGN column order
     junk: np.ndarray  # [N] uint8: GOOD, JUNK_NOISE or JUNK_FOREIGN
+    condition: np.ndarray | None = None  # [N] index into the conditions, when simulated with conditions
 
 
 def sample_truth(
@@ -219,6 +233,7 @@ def sample_truth(
     voltage_kv: float = 300.0,
     cs_mm: float = 2.7,
     amplitude_contrast: float = 0.1,
+    conditions: list[Condition] | None = None,
 ) -> ParticleTruth:
     """Draw states, subunit flags, uniform poses, shifts and defocus values.
 
@@ -227,9 +242,21 @@ def sample_truth(
     ``state`` fixes every particle to one state (homogeneous data).
     ``junk_fraction`` of the particles (chosen at random) become junk of
     ``junk_kind`` (a key of :data:`JUNK_KINDS`; "mixed" is half of each).
+    ``conditions`` split the particles evenly, in random order, between
+    :class:`Condition` s, each drawing its states and subunit from its own
+    weights and fraction (``state`` and ``subunit_fraction`` are then unused).
     """
-    states = sample_states(n, rng) if state is None else np.full(n, float(state))
-    subunit = rng.random(n) < subunit_fraction
+    condition = None
+    if conditions:
+        condition = rng.permutation(np.arange(n) % len(conditions))
+        states, subunit = np.empty(n), np.empty(n, dtype=bool)
+        for k, c in enumerate(conditions):
+            rows = np.flatnonzero(condition == k)
+            states[rows] = sample_states(len(rows), rng, c.mode_weights)
+            subunit[rows] = rng.random(len(rows)) < c.subunit_fraction
+    else:
+        states = sample_states(n, rng) if state is None else np.full(n, float(state))
+        subunit = rng.random(n) < subunit_fraction
     rotations = Rotation.random(n, random_state=rng).as_matrix()
     shifts = rng.normal(0.0, 0.02 * box, size=(n, 2))
     defocus = rng.uniform(10000.0, 25000.0, n)
@@ -252,7 +279,7 @@ def sample_truth(
     picked = rng.permutation(n)[: int(round(junk_fraction * n))]
     kinds = JUNK_KINDS[junk_kind]
     junk[picked] = np.array(kinds, dtype=np.uint8)[np.arange(len(picked)) % len(kinds)]
-    return ParticleTruth(states, subunit, rotations, shifts, ctf, junk)
+    return ParticleTruth(states, subunit, rotations, shifts, ctf, junk, condition)
 
 
 def clean_images(mol: Molecule, truth: ParticleTruth, indices: np.ndarray, box: int) -> torch.Tensor:

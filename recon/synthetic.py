@@ -9,7 +9,10 @@ Layout of ``OUTDIR`` (see :mod:`recon.simulate` for the physics)::
 
 ``truth.h5`` holds ``state`` [N] (continuous coordinate in [0, 1]),
 ``subunit`` [N] (0/1), ``rotations`` [N, 3, 3], ``shifts_px`` [N, 2] and
-``ctf`` [N, 9] (the values written to the star file), and a group
+``ctf`` [N, 9] (the values written to the star file), with conditions
+``condition`` [N] (index into the JSON list in the attribute ``conditions``:
+name, mode weights, subunit fraction; the star file's ``rlnGroupName`` holds
+the name), and a group
 ``volumes`` with ``state`` [G], ``subunit`` [G] and ``file`` [G] (paths
 relative to ``OUTDIR``). Attributes record box, pixel size, SNR, seed and the
 noise standard deviation.
@@ -17,6 +20,8 @@ noise standard deviation.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +32,7 @@ import pandas as pd
 from recon.files import atomic_target
 from recon.io import ParticleMetadata, write_star, write_volume
 from recon.io.mrc import new_stack_mmap
-from recon.simulate import GOOD, ParticleTruth, clean_images, make_molecule, render_volume, sample_truth
+from recon.simulate import GOOD, Condition, ParticleTruth, clean_images, make_molecule, render_volume, sample_truth
 
 #: Particles simulated per chunk (bounds memory for large N).
 CHUNK = 500
@@ -46,6 +51,7 @@ def write_synthetic_dataset(
     junk_fraction: float = 0.0,
     junk_kind: str = "mixed",
     grid: int = 10,
+    conditions: list[Condition] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ParticleTruth:
     """Simulate ``n`` particles and write them with their ground truth.
@@ -53,6 +59,8 @@ def write_synthetic_dataset(
     ``state`` fixes all particles to one conformation (homogeneous data set);
     ``grid`` is the number of states (evenly spaced in [0, 1]) at which
     ground-truth volumes are written, each with and without the subunit.
+    ``conditions`` split the particles between :class:`recon.simulate.Condition` s with
+    their own state distributions (:func:`recon.simulate.sample_truth`).
     ``junk_fraction`` of the particles are junk of ``junk_kind`` (see
     :func:`recon.simulate.sample_truth`; truth.h5 flags them in ``junk``).
     The noise level is set from the good particles of the first chunk so that
@@ -63,7 +71,7 @@ def write_synthetic_dataset(
     rng = np.random.default_rng(seed)
     mol = make_molecule()
     truth = sample_truth(n, box, apix, rng, subunit_fraction=subunit_fraction, state=state,
-                         junk_fraction=junk_fraction, junk_kind=junk_kind)
+                         junk_fraction=junk_fraction, junk_kind=junk_kind, conditions=conditions)
 
     noise_std = None
     with atomic_target(outdir / "particles.mrcs") as tmp:
@@ -86,7 +94,8 @@ def write_synthetic_dataset(
         box=box,
         image_names=[f"{i + 1:06d}@particles.mrcs" for i in range(n)],
         source=outdir / "particles.star",
-        table=pd.DataFrame(index=range(n)),
+        table=pd.DataFrame(index=range(n)) if truth.condition is None else
+        pd.DataFrame({"rlnGroupName": [conditions[k].name for k in truth.condition]}),
     )
     write_star(outdir / "particles.star", meta)
 
@@ -107,6 +116,9 @@ def write_synthetic_dataset(
         h5["shifts_px"] = truth.shifts_px
         h5["ctf"] = truth.ctf
         h5["junk"] = truth.junk
+        if truth.condition is not None:
+            h5["condition"] = truth.condition.astype(np.int32)
+            h5.attrs["conditions"] = json.dumps([dataclasses.asdict(c) for c in conditions])
         vol = h5.create_group("volumes")
         vol["state"] = np.array(states)
         vol["subunit"] = np.array(subunits, dtype=np.uint8)
@@ -120,7 +132,11 @@ def read_truth(path: str | Path) -> dict:
     with h5py.File(path, "r") as h5:
         out = {k: h5[k][()] for k in ("state", "subunit", "rotations", "shifts_px", "ctf")}
         out["junk"] = h5["junk"][()] if "junk" in h5 else np.zeros(len(out["state"]), np.uint8)
+        if "condition" in h5:
+            out["condition"] = h5["condition"][()]
         out["volumes"] = {k: h5["volumes"][k][()] for k in ("state", "subunit")}
         out["volumes"]["file"] = [f.decode() for f in h5["volumes"]["file"][()]]
         out.update(h5.attrs)
+    if "conditions" in out:
+        out["conditions"] = json.loads(out["conditions"])
     return out

@@ -50,6 +50,7 @@ COMMANDS = {
     "interpolate": "interpolate",
     "score-particles": "score_particles",
     "states": "states",
+    "compare": "compare",
     "movie": "movie",
 }
 

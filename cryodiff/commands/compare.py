@@ -1,0 +1,148 @@
+"""Compare conditions in one landscape: each state's occupancy per condition, and the differences.
+
+STATES is a folder written by cryodiff states on the particles of all the
+conditions together (one VAE, one prior, one set of states). Each particle's
+condition comes from
+
+    --condition COLUMN   a column of the particle file the run was trained on, e.g.
+                         rlnGroupName or rlnOpticsGroup (cryodiff simulate --conditions
+                         writes rlnGroupName); --particles FILE if the file moved
+    --labels FILE        a text file with one label per line, in the order of the latents
+
+The reference condition is --reference (default: the first label in sorted order).
+Intervals: percentile bootstrap resampling each condition's particles separately
+(docs/compare.md).
+
+OUT (a folder) receives
+
+    compare.json   settings, the conditions and their particle counts, and per condition
+                   and state: occupancy and its difference from the reference, with intervals
+    compare.csv    the same, one row per condition and state
+    compare.png    occupancy per state and condition; the differences from the reference;
+                   the latents' density difference (condition minus reference) on the first
+                   two principal components, modes marked
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from cryodiff.cli.types import positive_int, probability, seed
+from cryodiff.commands._common import add_force_arg
+from cryodiff.output_folder import output_folder
+from recon.errors import InputError
+from recon.files import atomic_target
+
+HELP = "occupancy of each state per condition (apo vs bound, time points), with bootstrap intervals"
+log = logging.getLogger("cryodiff.compare")
+
+
+def add_args(parser):
+    parser.add_argument("states", help="folder written by cryodiff states (on all the conditions' particles)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--condition", metavar="COLUMN", help="column of the run's particle file holding each particle's condition")
+    source.add_argument("--labels", help="text file: one condition label per line, in the order of the latents")
+    parser.add_argument("--particles", help="with --condition: the particle file, if it moved since training")
+    parser.add_argument("--reference", help="the condition the others are compared with (default: the first label, sorted)")
+    parser.add_argument("-o", "--outdir", required=True, help="output folder (created)")
+    parser.add_argument("--bootstrap", type=positive_int, default=1000, help="resamplings for the intervals (default: %(default)s)")
+    parser.add_argument("--confidence", type=probability, default=0.9, help="level of the intervals (default: %(default)s)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed of the bootstrap (default: %(default)s)")
+    add_force_arg(parser)
+
+
+def read_states(folder: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``(states.json record, indices [N], state [N])`` of a states folder."""
+    from recon.io.safe_read import open_h5, read_h5_array
+
+    path = folder / "states.json"
+    if not path.is_file():
+        raise InputError(folder, "not a states folder (states.json missing)", "give the folder written by cryodiff states")
+    record = json.loads(path.read_text())
+    if record.get("format") != "cryodiff-states":
+        raise InputError(path, "is not a cryodiff states record", "give the folder written by cryodiff states")
+    with open_h5(folder / "assignments.h5", "the state assignments") as h5:
+        indices = np.asarray(read_h5_array(h5, "indices", folder / "assignments.h5", "the state assignments"), np.int64)
+        state = np.asarray(read_h5_array(h5, "state", folder / "assignments.h5", "the state assignments"), np.int64)
+    return record, indices, state
+
+
+def condition_values(args, record: dict, indices: np.ndarray) -> np.ndarray:
+    """Each latent's condition label (strings) from --labels or the --condition column."""
+    if args.labels:
+        path = Path(args.labels)
+        if not path.is_file():
+            raise InputError(path, "label file not found", "check the path given to --labels")
+        values = np.array([line.strip() for line in path.read_text().splitlines() if line.strip()])
+        if len(values) != len(indices):
+            raise InputError(path, f"{len(values)} labels for {len(indices)} latents", "write one label per latent, in their order")
+        return values
+    from recon.io import read_particles
+
+    particles_file = args.particles
+    if particles_file is None:
+        latents = Path(record["latents"])
+        config = latents / "config.json"
+        if not config.is_file():
+            raise InputError(args.states, "the states were found on latents without a run, so the particle file is unknown",
+                             "give --particles FILE, or --labels")
+        particles_file = json.loads(config.read_text())["data"].get("particles")
+    if not particles_file or not Path(particles_file).is_file():
+        raise InputError(particles_file or args.states, "the particle file is not found", "pass its current path with --particles")
+    table = read_particles(particles_file).meta.table
+    if args.condition not in table.columns:
+        raise InputError(particles_file, f"has no column {args.condition!r} (columns: {', '.join(map(str, table.columns))})",
+                         "name a column of the particle file, e.g. rlnGroupName or rlnOpticsGroup")
+    if indices.max() >= len(table):
+        raise InputError(particles_file, f"has {len(table)} particles but the states used particle {indices.max()}",
+                         "give the particle file the run was trained on")
+    return table[args.condition].astype(str).to_numpy()[indices]
+
+
+def run(args) -> None:
+    from cryodiff.compare import compare_conditions
+    from cryodiff.plots import plot_comparison
+    from cryodiff.prior import read_latents
+
+    folder = Path(args.states)
+    record, indices, state = read_states(folder)
+    values = condition_values(args, record, indices)
+    names = sorted(set(values.tolist()))
+    if len(names) < 2:
+        raise InputError(args.condition or args.labels, f"all particles have one condition ({names[0]!r})",
+                         "give a column or labels that differ between conditions")
+    reference = args.reference if args.reference is not None else names[0]
+    if reference not in names:
+        raise InputError("--reference", f"{reference!r} is not a condition (conditions: {', '.join(names)})", "name one of them")
+    names.remove(reference)
+    names.insert(0, reference)
+    index = {name: i for i, name in enumerate(names)}
+    condition = np.array([index[v] for v in values])
+    count = len(record["states"])
+    comparison = compare_conditions(state, condition, count, names, draws=args.bootstrap, confidence=args.confidence, seed=args.seed)
+    rows = comparison.rows()
+    inputs = [folder / "states.json", folder / "assignments.h5"] + ([Path(args.labels)] if args.labels else [])
+    with output_folder(args.outdir, "compare", kind="compare", inputs=inputs, force=args.force) as out:
+        result = {"format": "cryodiff-compare", "version": 1, "states": str(folder), "condition": args.condition,
+                  "labels": args.labels, "reference": reference, "bootstrap": args.bootstrap, "confidence": args.confidence,
+                  "seed": args.seed, "conditions": dict(zip(names, comparison.counts.tolist())), "rows": rows}
+        with atomic_target(out.file("compare.json")) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_target(out.file("compare.csv")) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)
+        z = read_latents(Path(record["latents"]))
+        modes = np.array([s["mode"] for s in record["states"]])
+        plot_comparison(comparison, z, condition, modes, out.file("compare.png"))
+    for row in rows:
+        if row["condition"] != reference:
+            log.info("state %d: %s %.3f vs %s %.3f, difference %+.3f [%+.3f, %+.3f]%s", row["state"], row["condition"],
+                     row["occupancy"], reference, comparison.occupancy[0, row["state"]], row["difference"],
+                     row["difference_low"], row["difference_high"], "  (interval excludes 0)" if row["excludes_zero"] else "")
+    log.info("%d conditions, %d states; table in %s", len(names), count, Path(args.outdir) / "compare.csv")

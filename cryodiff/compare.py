@@ -1,0 +1,83 @@
+"""Landscapes compared across conditions: each state's occupancy per condition, and the differences,
+with bootstrap intervals.
+
+The states are found once on all particles (``cryodiff states``), so every
+condition is described in the same states. A state's **occupancy** in a
+condition is the fraction of that condition's particles assigned to it
+(unassigned particles count in the total, as populations do). The
+**difference** of a condition from the reference condition (the first) is
+occupancy(condition) - occupancy(reference), per state.
+
+Intervals are percentile intervals of the bootstrap that resamples each
+condition's particles with replacement, separately (the conditions are
+independent samples); a difference whose interval excludes 0 is reported as
+such. As with populations (:mod:`cryodiff.states`), the intervals carry the
+sampling of particles, not errors of the VAE or of the states' basins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Comparison:
+    """Occupancies of ``K`` states in ``C`` conditions: ``names`` [C], ``counts`` [C] particles,
+    ``occupancy`` [C, K] with ``occupancy_interval`` [C, K, 2], ``difference`` [C, K] from condition 0
+    (row 0 is zeros) with ``difference_interval`` [C, K, 2], and the ``confidence``."""
+
+    names: list[str]
+    counts: np.ndarray
+    occupancy: np.ndarray
+    occupancy_interval: np.ndarray
+    difference: np.ndarray
+    difference_interval: np.ndarray
+    confidence: float
+
+    def rows(self) -> list[dict]:
+        """One dict per (condition, state): particles, occupancy and the difference with their intervals."""
+        out = []
+        for c, name in enumerate(self.names):
+            for k in range(self.occupancy.shape[1]):
+                low, high = self.difference_interval[c, k]
+                out.append({"condition": name, "state": k, "condition_particles": int(self.counts[c]),
+                            "occupancy": float(self.occupancy[c, k]),
+                            "occupancy_low": float(self.occupancy_interval[c, k, 0]),
+                            "occupancy_high": float(self.occupancy_interval[c, k, 1]),
+                            "difference": float(self.difference[c, k]), "difference_low": float(low),
+                            "difference_high": float(high), "excludes_zero": bool(c > 0 and (low > 0 or high < 0))})
+        return out
+
+
+def occupancies(labels: np.ndarray, count: int) -> np.ndarray:
+    """Fraction of ``labels`` (states, -1 unassigned) in each of ``count`` states, ``[count]``."""
+    return np.bincount(labels[labels >= 0], minlength=count)[:count] / max(len(labels), 1)
+
+
+def compare_conditions(labels: np.ndarray, condition: np.ndarray, count: int, names: list[str] | None = None, *,
+                       draws: int = 1000, confidence: float = 0.9, seed: int = 0) -> Comparison:
+    """The :class:`Comparison` of ``count`` states between the conditions of the particles.
+
+    ``labels [N]``: each particle's state (-1: unassigned); ``condition [N]``: each particle's
+    condition index (0..C-1, the reference is 0); ``names``: the conditions' names (default: "0", "1", ...).
+    """
+    labels, condition = np.asarray(labels), np.asarray(condition)
+    n_conditions = int(condition.max()) + 1
+    names = names or [str(c) for c in range(n_conditions)]
+    groups = [labels[condition == c] for c in range(n_conditions)]
+    empty = [names[c] for c, g in enumerate(groups) if len(g) == 0]
+    if empty:
+        raise ValueError(f"condition(s) {empty} have no particles")
+    rng = np.random.default_rng(seed)
+    draws_ = np.empty((draws, n_conditions, count))
+    for d in range(draws):
+        for c, group in enumerate(groups):
+            draws_[d, c] = occupancies(group[rng.integers(len(group), size=len(group))], count)
+    tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
+    occupancy = np.stack([occupancies(g, count) for g in groups])
+    difference = occupancy - occupancy[:1]
+    return Comparison(names, np.array([len(g) for g in groups]), occupancy,
+                      np.moveaxis(np.percentile(draws_, tails, axis=0), 0, -1), difference,
+                      np.moveaxis(np.percentile(draws_ - draws_[:, :1], tails, axis=0), 0, -1), confidence)

@@ -1,0 +1,127 @@
+"""cryodiff compare against known occupancies: labels drawn with set probabilities per condition,
+latents from the three-component mixture of conftest, and simulated particles with conditions."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cryodiff.cli.main import main
+from cryodiff.compare import compare_conditions
+
+P_REF = np.array([0.5, 0.3, 0.2])
+P_BOUND = np.array([0.35, 0.45, 0.2])  # state 0 down by 0.15, state 1 up by 0.15
+
+
+def _labels(rng, p, n):
+    return rng.choice(len(p), size=n, p=p)
+
+
+def test_difference_of_015_is_found_with_an_interval_excluding_zero():
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([_labels(rng, P_REF, 3000), _labels(rng, P_BOUND, 3000)])
+    condition = np.repeat([0, 1], 3000)
+    result = compare_conditions(labels, condition, 3, ["apo", "bound"], draws=500)
+    np.testing.assert_allclose(result.difference[1], P_BOUND - P_REF, atol=0.05)
+    low, high = result.difference_interval[1].T
+    assert high[0] < 0 < low[1]  # both changes detected
+    assert low[2] <= 0 <= high[2]  # the unchanged state is not
+    assert [r["excludes_zero"] for r in result.rows() if r["condition"] == "bound"] == [True, True, False]
+
+
+def test_intervals_cover_the_true_difference_at_their_level():
+    """Over 200 repetitions, 90 % intervals of a difference cover the truth about 90 % of the time, and
+    for two conditions from one distribution they cover 0 about as often."""
+    rng = np.random.default_rng(1)
+    covered, covered_same = [], []
+    for rep in range(200):
+        labels = np.concatenate([_labels(rng, P_REF, 800), _labels(rng, P_BOUND, 800), _labels(rng, P_REF, 800)])
+        condition = np.repeat([0, 1, 2], 800)
+        result = compare_conditions(labels, condition, 3, draws=300, seed=rep)
+        low, high = result.difference_interval[1, 0]
+        covered.append(low <= P_BOUND[0] - P_REF[0] <= high)
+        low, high = result.difference_interval[2, 0]
+        covered_same.append(low <= 0 <= high)
+    assert 0.83 <= np.mean(covered) <= 0.96
+    assert 0.83 <= np.mean(covered_same) <= 0.96
+
+
+@pytest.fixture(scope="module")
+def two_condition_states(latent_mixture, tmp_path_factory, one_torch_thread):
+    """Latents of two conditions drawn from the mixture with component weights P_REF and P_BOUND,
+    their prior and states, and the labels file."""
+    from generative.mixtures import GaussianMixture
+
+    root = tmp_path_factory.mktemp("compare")
+    parts, names = [], []
+    for name, weights, seed_ in (("apo", P_REF, 5), ("bound", P_BOUND, 6)):
+        mixture = GaussianMixture(weights, latent_mixture.means, latent_mixture.covs)
+        z, _ = mixture.sample(2500, generator=torch.Generator().manual_seed(seed_))
+        parts.append(z.numpy().astype(np.float32))
+        names += [name] * 2500
+    np.save(root / "z.npy", np.concatenate(parts))
+    (root / "labels.txt").write_text("\n".join(names) + "\n")
+    assert main(["train-prior", str(root / "z.npy"), "-o", str(root / "prior"), "--steps", "1200", "--threads", "1"]) in (0, None)
+    assert main(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(root / "states"),
+                 "--bootstrap", "100", "--bandwidth", "0.3", "--starts", "500"]) in (0, None)
+    return root
+
+
+def test_compare_command_reports_the_known_changes(two_condition_states, latent_mixture):
+    root = two_condition_states
+    states = json.loads((root / "states" / "states.json").read_text())["states"]
+    assert len(states) == 3
+    # which mixture component each state is: the nearest component mean to its mode
+    component = [int(np.argmin(np.linalg.norm(latent_mixture.means.numpy() - s["mode"], axis=1))) for s in states]
+    assert main(["compare", str(root / "states"), "--labels", str(root / "labels.txt"), "-o", str(root / "cmp"),
+                 "--bootstrap", "300"]) in (0, None)
+    with open(root / "cmp" / "compare.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["condition"] == "bound"]
+    for row in rows:
+        truth = (P_BOUND - P_REF)[component[int(row["state"])]]
+        assert abs(float(row["difference"]) - truth) <= 0.05
+        assert (row["excludes_zero"] == "True") == (truth != 0)
+    assert (root / "cmp" / "compare.png").stat().st_size > 10_000
+    record = json.loads((root / "cmp" / "compare.json").read_text())
+    assert record["reference"] == "apo" and record["conditions"] == {"apo": 2500, "bound": 2500}
+
+
+def test_compare_refuses_bad_input(two_condition_states, tmp_path, fails_with_one_line):
+    root = two_condition_states
+    states = str(root / "states")
+    fails_with_one_line(["compare", states, "--labels", str(root / "labels.txt"), "-o", str(tmp_path / "a"), "--reference", "holo"],
+                        "--reference", "'holo' is not a condition")
+    one = tmp_path / "one.txt"
+    one.write_text("apo\n" * 5000)
+    fails_with_one_line(["compare", states, "--labels", str(one), "-o", str(tmp_path / "b")], "one condition")
+    short = tmp_path / "short.txt"
+    short.write_text("apo\nbound\n")
+    fails_with_one_line(["compare", states, "--labels", str(short), "-o", str(tmp_path / "c")], "2 labels for 5000 latents")
+    fails_with_one_line(["compare", states, "--condition", "rlnGroupName", "-o", str(tmp_path / "d")],
+                        "latents without a run", "--particles")
+    fails_with_one_line(["compare", str(tmp_path), "--labels", str(short), "-o", str(tmp_path / "e")], "not a states folder")
+
+
+def test_simulated_conditions_are_read_from_the_particle_file(tmp_path):
+    from recon.io import read_particles
+    from recon.synthetic import read_truth
+
+    sim = tmp_path / "sim"
+    assert main(["simulate", str(sim), "-n", "400", "-D", "16", "--conditions", "apo:1,0,0", "bound:0,0,1:1.0"]) in (0, None)
+    truth = read_truth(sim / "truth.h5")
+    table = read_particles(sim / "particles.star").meta.table
+    assert np.bincount(truth["condition"]).tolist() == [200, 200]
+    assert (table["rlnGroupName"].to_numpy() == np.array(["apo", "bound"])[truth["condition"]]).all()
+    bound = truth["condition"] == 1
+    assert truth["subunit"][bound].all() and truth["state"][bound].mean() > 0.75 and truth["state"][~bound].mean() < 0.25
+    assert [c["name"] for c in truth["conditions"]] == ["apo", "bound"]
+
+
+@pytest.mark.parametrize("spec, phrase", [(["apo:1,0,0"], "one condition is no comparison"),
+                                          (["apo:1,0", "b:0,0,1"], "three finite weights"),
+                                          (["apo:1,0,0", "apo:0,0,1"], "names repeat"),
+                                          (["apo:1,0,0:1.5", "b:0,0,1"], "not between 0 and 1")])
+def test_simulate_refuses_bad_conditions(tmp_path, fails_with_one_line, spec, phrase):
+    fails_with_one_line(["simulate", str(tmp_path / "s"), "-n", "10", "-D", "16", "--conditions", *spec], "--conditions", phrase)
