@@ -57,11 +57,12 @@ def occupancies(labels: np.ndarray, count: int) -> np.ndarray:
 
 
 def compare_conditions(labels: np.ndarray, condition: np.ndarray, count: int, names: list[str] | None = None, *,
-                       draws: int = 1000, confidence: float = 0.9, seed: int = 0) -> Comparison:
+                       draws: int = 1000, confidence: float = 0.9, seed: int = 0, progress=None) -> Comparison:
     """The :class:`Comparison` of ``count`` states between the conditions of the particles.
 
     ``labels [N]``: each particle's state (-1: unassigned); ``condition [N]``: each particle's
     condition index (0..C-1, the reference is 0); ``names``: the conditions' names (default: "0", "1", ...).
+    ``progress(1)`` is called after each bootstrap draw.
     """
     labels, condition = np.asarray(labels), np.asarray(condition)
     n_conditions = int(condition.max()) + 1
@@ -75,6 +76,8 @@ def compare_conditions(labels: np.ndarray, condition: np.ndarray, count: int, na
     for d in range(draws):
         for c, group in enumerate(groups):
             draws_[d, c] = occupancies(group[rng.integers(len(group), size=len(group))], count)
+        if progress is not None:
+            progress(1)
     tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
     occupancy = np.stack([occupancies(g, count) for g in groups])
     difference = occupancy - occupancy[:1]

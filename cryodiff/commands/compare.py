@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from cryodiff.cli.types import positive_int, probability, seed
-from cryodiff.commands._common import add_force_arg
+from cryodiff.commands._common import add_force_arg, progress_bar
 from cryodiff.output_folder import output_folder
 from recon.errors import InputError
 from recon.files import atomic_target
@@ -124,7 +124,9 @@ def run(args) -> None:
     index = {name: i for i, name in enumerate(names)}
     condition = np.array([index[v] for v in values])
     count = len(record["states"])
-    comparison = compare_conditions(state, condition, count, names, draws=args.bootstrap, confidence=args.confidence, seed=args.seed)
+    with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
+        comparison = compare_conditions(state, condition, count, names, draws=args.bootstrap, confidence=args.confidence,
+                                        seed=args.seed, progress=bar.update)
     rows = comparison.rows()
     inputs = [folder / "states.json", folder / "assignments.h5"] + ([Path(args.labels)] if args.labels else [])
     with output_folder(args.outdir, "compare", kind="compare", inputs=inputs, force=args.force) as out:
