@@ -81,7 +81,11 @@ class PriorSettings:
     of expected size ``batch_size``, per-latent clipping to norm 1, noise
     calibrated so that ``steps`` steps spend at most ``(dp_epsilon, dp_delta)``
     by the RDP accountant, ``dp_noise_draws`` loss draws per latent); ``None``
-    trains without privacy.
+    trains without privacy. ``conditions``: names of the conditions a
+    conditional prior knows (``None``: unconditional); each training latent's
+    condition is dropped (replaced by the null condition) with probability
+    ``condition_dropout``, so the same network is also the prior of all the
+    latents together (classifier-free guidance's training).
     """
 
     hidden: int
@@ -98,6 +102,8 @@ class PriorSettings:
     dp_epsilon: float | None = None
     dp_delta: float | None = None
     dp_noise_draws: int = 4
+    conditions: list | None = None
+    condition_dropout: float = 0.1
 
     def __post_init__(self):
         for name, high in (("hidden", 8192), ("depth", 64), ("embed_dim", 4096), ("dp_noise_draws", 1024)):
@@ -120,7 +126,8 @@ def default_network(zdim: int) -> tuple[int, int, int]:
 
 def default_settings(n: int, zdim: int, *, steps: int | None = None, batch_size: int = 512,
                      lr: float = 1e-3, seed: int = 0, formulation: str = "edm",
-                     dp_epsilon: float | None = None, dp_delta: float | None = None) -> PriorSettings:
+                     dp_epsilon: float | None = None, dp_delta: float | None = None,
+                     conditions: list | None = None) -> PriorSettings:
     """Settings for ``n`` latents of dimension ``zdim``; the EMA averages the last ~10% of the steps.
     With ``dp_epsilon``, ``dp_delta`` defaults to ``0.1 / n`` (below 1 / n, as DP requires)."""
     steps = default_steps(n, zdim) if steps is None else steps
@@ -129,7 +136,7 @@ def default_settings(n: int, zdim: int, *, steps: int | None = None, batch_size:
     if dp_epsilon is not None and dp_delta is None:
         dp_delta = 0.1 / n
     return PriorSettings(hidden, depth, embed_dim, steps, batch_size, lr, ema_decay, -1.2, 1.2, seed, formulation,
-                         dp_epsilon, dp_delta)
+                         dp_epsilon, dp_delta, conditions=list(conditions) if conditions else None)
 
 
 # ----------------------------------------------------------------------------- reading latents
@@ -202,7 +209,8 @@ def engine_formulation(settings: PriorSettings):
 
 def build_network(zdim: int, settings: PriorSettings) -> nn.Module:
     """The prior's network for ``settings.formulation`` in standardised units (sigma_data 1)."""
-    return formulations.build_network(engine_formulation(settings), zdim, settings.hidden, settings.depth, settings.embed_dim)
+    return formulations.build_network(engine_formulation(settings), zdim, settings.hidden, settings.depth, settings.embed_dim,
+                                      classes=len(settings.conditions or []))
 
 
 def standardisation(z: np.ndarray, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -271,8 +279,23 @@ class Prior:
         """``mean + std * u`` as float32 ``[N, zdim]`` in the original units."""
         return (self.mean + self.std * u.double().numpy()).astype(np.float32)
 
+    @property
+    def conditions(self) -> list[str]:
+        """Names of the conditions of a conditional prior (empty for an unconditional one)."""
+        return list(self.settings.conditions or [])
+
+    def cond(self, condition: str | None) -> dict | None:
+        """The engine's ``cond`` for ``condition`` (a name in :attr:`conditions`; ``None``: all latents together)."""
+        if condition is None:
+            return None
+        if condition not in self.conditions:
+            known = ", ".join(self.conditions) or "none: the prior is unconditional (train-prior --condition)"
+            raise InputError("--condition", f"{condition!r} is not a condition of this prior (conditions: {known})",
+                             "name one of the prior's conditions")
+        return {"class": torch.tensor(self.conditions.index(condition))}
+
     def sample(self, n: int, solver: str | None = None, steps: int | None = None, seed: int = 0,
-               progress=None) -> np.ndarray:
+               progress=None, condition: str | None = None) -> np.ndarray:
         """``n`` latents ``[n, zdim]`` (float32, original units).
 
         ``solver`` is one of :attr:`solvers` (default: the first, dpmpp_2m for
@@ -282,8 +305,10 @@ class Prior:
         formulation, :meth:`generative.formulations.Formulation.draw`). The same
         seed gives the same samples. Latents are drawn :data:`SAMPLE_CHUNK` at a time
         from one generator, so memory stays bounded for any ``n``; ``progress(m)``
-        is called after each chunk of ``m``.
+        is called after each chunk of ``m``. ``condition`` samples a conditional
+        prior's condition (:meth:`cond`).
         """
+        cond = self.cond(condition)
         try:
             solver, steps = self.engine.resolve(solver, steps)
         except ValueError as err:
@@ -292,7 +317,7 @@ class Prior:
         parts = []
         for start in range(0, n, SAMPLE_CHUNK):
             size = min(SAMPLE_CHUNK, n - start)
-            parts.append(self.destandardise(self.engine.draw(self.model, size, self.zdim, solver, steps, generator)))
+            parts.append(self.destandardise(self.engine.draw(self.model, size, self.zdim, solver, steps, generator, cond=cond)))
             if progress is not None:
                 progress(size)
         return np.concatenate(parts) if parts else np.zeros((0, self.zdim), np.float32)
@@ -310,7 +335,7 @@ class Prior:
         return rng.standard_normal((n, self.zdim)).astype(np.float32)
 
     def log_prob(self, z, steps: int = 64, hutchinson_probes: int | None = None, seed: int = 0,
-                 batch_size: int = 4096) -> np.ndarray:
+                 batch_size: int = 4096, condition: str | None = None) -> np.ndarray:
         """``log p(z)`` in nats (original units), ``[N]`` float64, for ``z [N, zdim]``.
 
         The PF-ODE likelihood of the engine (Heun, ``steps`` intervals of the
@@ -319,9 +344,15 @@ class Prior:
         data smoothed by sigma 0.002 standardised units. The Heun error is
         second order and biases ``log p`` upwards: on a 4-D three-component
         mixture the mean over points is off by +0.95 nats at 16 steps, +0.21
-        at 32 and about +0.02 at 64 (docs/prior.md).
+        at 32 and about +0.02 at 64 (docs/prior.md). ``condition``: the density of
+        a conditional prior's condition (:meth:`cond`).
         """
-        denoiser = self.require_denoiser("a log-likelihood")
+        denoiser, cond = self.require_denoiser("a log-likelihood"), self.cond(condition)
+        if cond is not None:
+            unconditional = denoiser
+
+            def denoiser(x, sigma):
+                return unconditional(x, sigma, cond)
         sigmas = karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX).flip(0)[1:].float()
         u = self.standardise(z)
         g = torch.Generator().manual_seed(seed)
@@ -361,7 +392,7 @@ def _check_resume(out: Path, record: dict) -> None:
 def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch_size: int = 512, lr: float = 1e-3,
                 seed: int = 0, formulation: str = "edm", dp_epsilon: float | None = None,
                 dp_delta: float | None = None, resume: bool = False, source: str | None = None, progress: bool = False,
-                log_every: int = 100, checkpoint_every: int = 1000) -> Prior:
+                log_every: int = 100, checkpoint_every: int = 1000, labels=None, conditions: list | None = None) -> Prior:
     """Train (or resume) a diffusion prior on ``latents [N, zdim]`` (original units) into ``out_dir``.
 
     ``steps`` defaults to :func:`default_steps`; with ``resume`` the trainer
@@ -370,7 +401,9 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
     ``source`` is recorded in ``prior.json``; ``formulation`` is ``edm``,
     ``flow`` or ``cld``; ``dp_epsilon`` (and ``dp_delta``) train with
     differential privacy (:class:`PriorSettings`), and ``prior.json`` then
-    records the privacy spent. Returns the trained prior (EMA weights).
+    records the privacy spent. With ``labels`` (``[N]`` indices into
+    ``conditions``, the names), the prior is conditional
+    (:attr:`PriorSettings.conditions`). Returns the trained prior (EMA weights).
     """
     if formulation not in formulations.NAMES:
         raise InputError("--formulation", f"unknown formulation {formulation!r}", f"use one of {', '.join(formulations.NAMES)}")
@@ -381,8 +414,9 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
     z = _check_latents(where, latents)
     out = Path(out_dir)
     mean, std = standardisation(z, where)
+    labels = _check_conditions(labels, conditions, len(z), formulation, dp_epsilon)
     settings = default_settings(len(z), z.shape[1], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                formulation=formulation, dp_epsilon=dp_epsilon, dp_delta=dp_delta)
+                                formulation=formulation, dp_epsilon=dp_epsilon, dp_delta=dp_delta, conditions=conditions)
     record = _record(z.shape[1], len(z), mean, std, settings, source, 0)
     if resume:  # every process reads (a shared folder under torchrun); only rank 0 writes
         if not (out / SETTINGS).is_file():
@@ -397,7 +431,7 @@ def train_prior(latents, out_dir: str | Path, *, steps: int | None = None, batch
     if main and not resume and (out / LOG).is_file() and not (out / LOG).is_symlink():
         (out / LOG).unlink()  # the log of a start that died before its first checkpoint
     try:  # before anything is written, so a refused run leaves no half-made prior behind
-        trainer = _trainer(z, mean, std, settings, out, progress, log_every, checkpoint_every)
+        trainer = _trainer(z, mean, std, settings, out, progress, log_every, checkpoint_every, labels)
     except ValueError as err:  # a privacy target that cannot be met (DPTrainer checks before any step)
         raise InputError("--dp-epsilon/--dp-delta", str(err), "see cryodiff train-prior --help") from None
     if resume:
@@ -427,20 +461,50 @@ def _is_main() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
+def _check_conditions(labels, conditions, n: int, formulation: str, dp_epsilon) -> torch.Tensor | None:
+    """``labels`` as a long tensor ``[n]`` after checking them against ``conditions`` (None: unconditional)."""
+    if labels is None:
+        return None
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if formulation == "cld" or dp_epsilon is not None:
+        raise InputError("--condition", "a conditional prior is built for the edm and flow formulations without privacy",
+                         "drop --condition, or --formulation cld / --dp-epsilon")
+    if labels.shape != (n,) or not conditions or len(conditions) < 2:
+        raise InputError("--condition", f"{len(labels)} labels of {len(conditions or [])} conditions for {n} latents",
+                         "give one label per latent and at least two conditions")
+    counts = torch.bincount(labels.clamp(0, len(conditions)), minlength=len(conditions) + 1)
+    if labels.min() < 0 or counts[-1] > 0 or (counts[:-1] < MIN_LATENTS).any():
+        raise InputError("--condition", f"each condition needs at least {MIN_LATENTS} latents (counts: "
+                         f"{dict(zip(conditions, counts[:-1].tolist()))})", "merge or drop the rare conditions")
+    return labels
+
+
 def _trainer(z, mean, std, settings: PriorSettings, out: Path, progress: bool, log_every: int,
-             checkpoint_every: int) -> Trainer:
-    """The engine's Trainer on standardised latents with the loss of ``settings.formulation``."""
+             checkpoint_every: int, labels: torch.Tensor | None = None) -> Trainer:
+    """The engine's Trainer on standardised latents with the loss of ``settings.formulation`` (conditioned
+    on ``labels [N]`` with dropout to the null condition, for a conditional prior)."""
     u = torch.from_numpy((z - mean) / std).float()
     torch.manual_seed(settings.seed)
     model = build_network(z.shape[1], settings)
-
-    def batch_fn(step, g):
-        return u[torch.randint(len(u), (settings.batch_size,), generator=g)]
-
     form = engine_formulation(settings)
 
-    def loss_fn(model_, batch, g):
-        return form.loss(model_, batch, generator=g)
+    if labels is None:
+        def batch_fn(step, g):
+            return u[torch.randint(len(u), (settings.batch_size,), generator=g)]
+
+        def loss_fn(model_, batch, g):
+            return form.loss(model_, batch, generator=g)
+    else:
+        null = len(settings.conditions)
+
+        def batch_fn(step, g):
+            rows = torch.randint(len(u), (settings.batch_size,), generator=g)
+            return u[rows], labels[rows]
+
+        def loss_fn(model_, batch, g):
+            x0, label = batch
+            dropped = torch.rand(len(label), generator=g) < settings.condition_dropout
+            return form.loss(model_, x0, cond={"class": torch.where(dropped, null, label)}, generator=g)
 
     common = dict(lr=settings.lr, ema_decay=settings.ema_decay, seed=settings.seed,
                   checkpoint_path=str(out / CHECKPOINT), checkpoint_every=checkpoint_every,

@@ -44,10 +44,11 @@ def formulation(name: str, p_mean: float = -1.2, p_std: float = 1.2) -> Formulat
     return FORMULATIONS[name]()
 
 
-def build_network(form: Formulation, zdim: int, hidden: int, depth: int, embed_dim: int) -> nn.Module:
-    """``form``'s trainable module around a residual MLP, for latents of dimension ``zdim``."""
+def build_network(form: Formulation, zdim: int, hidden: int, depth: int, embed_dim: int, classes: int = 0) -> nn.Module:
+    """``form``'s trainable module around a residual MLP, for latents of dimension ``zdim`` (conditioned on
+    one of ``classes`` conditions, or none, when ``classes`` > 0)."""
     in_dim, out_dim = form.net_dims(zdim)
-    return form.wrap(ResidualMLP(in_dim, hidden, depth, embed_dim, out_dim=out_dim))
+    return form.wrap(ResidualMLP(in_dim, hidden, depth, embed_dim, out_dim=out_dim, classes=classes))
 
 
 def solver_table() -> str:

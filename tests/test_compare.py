@@ -63,7 +63,8 @@ def two_condition_states(latent_mixture, tmp_path_factory, one_torch_thread):
         names += [name] * 2500
     np.save(root / "z.npy", np.concatenate(parts))
     (root / "labels.txt").write_text("\n".join(names) + "\n")
-    assert main(["train-prior", str(root / "z.npy"), "-o", str(root / "prior"), "--steps", "1200", "--threads", "1"]) in (0, None)
+    assert main(["train-prior", str(root / "z.npy"), "-o", str(root / "prior"), "--steps", "3000", "--threads", "1",
+                 "--labels", str(root / "labels.txt")]) in (0, None)  # conditional: compare adds log-density ratios
     assert main(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(root / "states"),
                  "--bootstrap", "100", "--bandwidth", "0.3", "--starts", "500"]) in (0, None)
     return root
@@ -80,9 +81,11 @@ def test_compare_command_reports_the_known_changes(two_condition_states, latent_
     with open(root / "cmp" / "compare.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["condition"] == "bound"]
     for row in rows:
-        truth = (P_BOUND - P_REF)[component[int(row["state"])]]
+        k = component[int(row["state"])]
+        truth = (P_BOUND - P_REF)[k]
         assert abs(float(row["difference"]) - truth) <= 0.05
         assert (row["excludes_zero"] == "True") == (truth != 0)
+        assert abs(float(row["log_ratio_nats"]) - np.log(P_BOUND[k] / P_REF[k])) <= 0.25
     assert (root / "cmp" / "compare.png").stat().st_size > 10_000
     record = json.loads((root / "cmp" / "compare.json").read_text())
     assert record["reference"] == "apo" and record["conditions"] == {"apo": 2500, "bound": 2500}
@@ -117,6 +120,23 @@ def test_simulated_conditions_are_read_from_the_particle_file(tmp_path):
     bound = truth["condition"] == 1
     assert truth["subunit"][bound].all() and truth["state"][bound].mean() > 0.75 and truth["state"][~bound].mean() < 0.25
     assert [c["name"] for c in truth["conditions"]] == ["apo", "bound"]
+
+    # the column conditions a prior: train-vae (tiny), train-prior --condition, sample --condition
+    vae, prior = tmp_path / "vae", tmp_path / "prior"
+    assert main(["train-vae", str(sim / "particles.star"), "-o", str(vae), "--zdim", "2", "--enc-dim", "16", "--dec-dim", "16",
+                 "--enc-layers", "1", "--dec-layers", "1", "-n", "1", "--threads", "1"]) in (0, None)
+    assert main(["train-prior", str(vae), "-o", str(prior), "--condition", "rlnGroupName", "--steps", "50", "--threads", "1"]) in (0, None)
+    assert json.loads((prior / "prior.json").read_text())["settings"]["conditions"] == ["apo", "bound"]
+    assert main(["sample", str(prior), "-n", "5", "-o", str(tmp_path / "z.txt"), "--condition", "bound"]) in (0, None)
+    assert np.loadtxt(tmp_path / "z.txt").shape == (5, 2)
+
+
+def test_conditions_that_do_not_exist_are_refused(tmp_path, fails_with_one_line, two_condition_states):
+    root = two_condition_states
+    fails_with_one_line(["sample", str(root / "prior"), "-n", "5", "-o", str(tmp_path / "z.txt"), "--condition", "holo"],
+                        "'holo' is not a condition", "apo, bound")
+    fails_with_one_line(["train-prior", str(root / "z.npy"), "-o", str(tmp_path / "p"), "--condition", "rlnGroupName"],
+                        "latents without a run", "--particles")
 
 
 @pytest.mark.parametrize("spec, phrase", [(["apo:1,0,0"], "one condition is no comparison"),

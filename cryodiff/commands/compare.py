@@ -16,7 +16,10 @@ Intervals: percentile bootstrap resampling each condition's particles separately
 OUT (a folder) receives
 
     compare.json   settings, the conditions and their particle counts, and per condition
-                   and state: occupancy and its difference from the reference, with intervals
+                   and state: occupancy and its difference from the reference, with intervals;
+                   with a prior conditioned on these conditions (train-prior --condition, the
+                   prior the states were found with), log_ratio_nats: the mean over up to 200
+                   of the state's particles of log p(z | condition) - log p(z | reference)
     compare.csv    the same, one row per condition and state
     compare.png    occupancy per state and condition; the differences from the reference;
                    the latents' density difference (condition minus reference) on the first
@@ -72,62 +75,24 @@ def read_states(folder: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     return record, indices, state
 
 
-def condition_values(args, record: dict, indices: np.ndarray) -> np.ndarray:
-    """Each latent's condition label (strings) from --labels or the --condition column."""
-    if args.labels:
-        path = Path(args.labels)
-        if not path.is_file():
-            raise InputError(path, "label file not found", "check the path given to --labels")
-        values = np.array([line.strip() for line in path.read_text().splitlines() if line.strip()])
-        if len(values) != len(indices):
-            raise InputError(path, f"{len(values)} labels for {len(indices)} latents", "write one label per latent, in their order")
-        return values
-    from recon.io import read_particles
-
-    particles_file = args.particles
-    if particles_file is None:
-        latents = Path(record["latents"])
-        config = latents / "config.json"
-        if not config.is_file():
-            raise InputError(args.states, "the states were found on latents without a run, so the particle file is unknown",
-                             "give --particles FILE, or --labels")
-        particles_file = json.loads(config.read_text())["data"].get("particles")
-    if not particles_file or not Path(particles_file).is_file():
-        raise InputError(particles_file or args.states, "the particle file is not found", "pass its current path with --particles")
-    table = read_particles(particles_file).meta.table
-    if args.condition not in table.columns:
-        raise InputError(particles_file, f"has no column {args.condition!r} (columns: {', '.join(map(str, table.columns))})",
-                         "name a column of the particle file, e.g. rlnGroupName or rlnOpticsGroup")
-    if indices.max() >= len(table):
-        raise InputError(particles_file, f"has {len(table)} particles but the states used particle {indices.max()}",
-                         "give the particle file the run was trained on")
-    return table[args.condition].astype(str).to_numpy()[indices]
-
-
 def run(args) -> None:
     from cryodiff.compare import compare_conditions
+    from cryodiff.conditions import condition_indices, condition_labels
     from cryodiff.plots import plot_comparison
     from cryodiff.prior import read_latents
 
     folder = Path(args.states)
     record, indices, state = read_states(folder)
-    values = condition_values(args, record, indices)
-    names = sorted(set(values.tolist()))
-    if len(names) < 2:
-        raise InputError(args.condition or args.labels, f"all particles have one condition ({names[0]!r})",
-                         "give a column or labels that differ between conditions")
-    reference = args.reference if args.reference is not None else names[0]
-    if reference not in names:
-        raise InputError("--reference", f"{reference!r} is not a condition (conditions: {', '.join(names)})", "name one of them")
-    names.remove(reference)
-    names.insert(0, reference)
-    index = {name: i for i, name in enumerate(names)}
-    condition = np.array([index[v] for v in values])
+    values = condition_labels(column=args.condition, labels_file=args.labels, particles_file=args.particles,
+                              latents_source=record["latents"], indices=indices)
+    names, condition = condition_indices(values, args.reference, "--condition" if args.condition else "--labels")
+    reference = names[0]
     count = len(record["states"])
     with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
         comparison = compare_conditions(state, condition, count, names, draws=args.bootstrap, confidence=args.confidence,
                                         seed=args.seed, progress=bar.update)
     rows = comparison.rows()
+    _add_log_ratios(rows, record, state, count, names)
     inputs = [folder / "states.json", folder / "assignments.h5"] + ([Path(args.labels)] if args.labels else [])
     with output_folder(args.outdir, "compare", kind="compare", inputs=inputs, force=args.force) as out:
         result = {"format": "cryodiff-compare", "version": 1, "states": str(folder), "condition": args.condition,
@@ -148,3 +113,24 @@ def run(args) -> None:
                      row["occupancy"], reference, comparison.occupancy[0, row["state"]], row["difference"],
                      row["difference_low"], row["difference_high"], "  (interval excludes 0)" if row["excludes_zero"] else "")
     log.info("%d conditions, %d states; table in %s", len(names), count, Path(args.outdir) / "compare.csv")
+
+
+def _add_log_ratios(rows: list[dict], record: dict, state, count: int, names: list[str]) -> None:
+    """``log_ratio_nats`` in ``rows`` when the states' prior is conditioned on exactly these conditions."""
+    from cryodiff.compare import log_ratios
+    from cryodiff.prior import load_prior, read_latents
+
+    if not Path(record["prior"]).is_dir():
+        log.info("no log-density ratios: the states' prior %s is not found", record["prior"])
+        return
+    prior = load_prior(record["prior"])
+    if sorted(prior.conditions) != sorted(names):
+        log.info("no log-density ratios: the prior %s is %s", record["prior"],
+                 f"conditioned on {', '.join(prior.conditions)}" if prior.conditions else "unconditional (train-prior --condition)")
+        return
+    z = read_latents(Path(record["latents"]))
+    with progress_bar(len(names) * int(sum(min(200, np.sum(state == k)) for k in range(count))), "log-densities",
+                      unit="latent") as bar:
+        ratios = log_ratios(prior, z, state, count, names, progress=bar.update)
+    for row in rows:
+        row["log_ratio_nats"] = float(ratios[names.index(row["condition"]), row["state"]])

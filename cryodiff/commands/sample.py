@@ -46,6 +46,7 @@ def add_args(parser):
     parser.add_argument("--solver", help="solver (default: the prior's first; see above)")
     parser.add_argument("--steps", type=positive_int, help="solver steps (default: per solver)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--condition", metavar="NAME", help="a conditional prior's condition (default: all conditions together)")
     parser.add_argument("--compare-gaussian", action="store_true", help="also write N(0, I) latents to <output>.gaussian.<suffix>")
     parser.add_argument("--volumes", metavar="DIR", help="write the volumes of the latents here (needs --run)")
     parser.add_argument("--run", help="VAE run whose decoder makes the volumes")
@@ -75,6 +76,7 @@ def run(args) -> None:
 
     out = output_file(args.output, (".txt", ".npy"))
     prior = load_prior(args.prior)
+    prior.cond(args.condition)  # an unknown condition is refused before anything is written
     run_ = _load_run(args, prior.zdim)
     files = [out] + ([out.with_name(f"{out.stem}.gaussian{out.suffix}")] if args.compare_gaussian else [])
     inputs = [Path(args.prior) / "prior.json", Path(args.prior) / "prior.pt"]
@@ -87,7 +89,8 @@ def run(args) -> None:
                                               inputs=inputs + [run_.path / "checkpoint.pt"], force=args.force))
             for name in names]
         with progress_bar(args.n, "sampling", unit="latent") as bar:
-            latents = {"": prior.sample(args.n, solver=args.solver, steps=args.steps, seed=args.seed, progress=bar.update)}
+            latents = {"": prior.sample(args.n, solver=args.solver, steps=args.steps, seed=args.seed, progress=bar.update,
+                                        condition=args.condition)}
         if args.compare_gaussian:
             latents["gaussian"] = prior.gaussian(args.n, seed=args.seed)
         for path, values in zip(files, latents.values()):
