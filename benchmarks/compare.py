@@ -8,12 +8,14 @@ particles, box 32, 3 Å/px, SNR 0.1, subunit bound in 40 %):
   no subunit) loses 0.15; with the subunit they change by +-0.10;
 * ``apo2``: the same distribution as ``apo`` (a comparison that must find nothing).
 
-Then ``cryodiff train-vae`` (256 x 3, zdim 8, 20 epochs), ``train-prior``, ``states`` and
+Then ``cryodiff train-vae`` (256 x 3, zdim 8, 20 epochs), ``train-prior --condition
+rlnGroupName`` (a conditional prior), ``states`` and
 ``compare --condition rlnGroupName`` (reference ``apo``), each as a subprocess. Each found
 state is matched to the true mode most of its particles come from (as in
 ``benchmarks/states.py``). Reported per state and condition: the reported difference, the
 true difference (expected occupancies from the weights), its error, the 90 % interval and
-whether it excludes 0; and, summed up, the largest error, whether the two +-0.15 changes were
+whether it excludes 0, the prior's log-density ratio against the log of the true occupancy
+ratio; and, summed up, the largest error, whether the two +-0.15 changes were
 found, and how many ``apo2`` intervals cover 0.
 
     python benchmarks/compare.py [--n 15000] [--seed 0] [--workdir DIR]
@@ -66,7 +68,7 @@ def main() -> None:
                                         "--threads", args.threads, threads=args.threads)
     if not (root / "prior" / "prior.pt").is_file():
         seconds["train_prior"] = cryodiff("train-prior", root / "vae", "-o", root / "prior", "--seed", args.seed,
-                                          "--threads", args.threads, threads=args.threads)
+                                          "--condition", "rlnGroupName", "--threads", args.threads, threads=args.threads)
     if not (root / "states" / "states.json").is_file():
         seconds["states"] = cryodiff("states", root / "prior", "--run", root / "vae", "-o", root / "states",
                                      "--seed", args.seed, threads=args.threads)
@@ -85,12 +87,15 @@ def main() -> None:
     report = []
     for r in rows:
         m = matched[int(r["state"])]
-        true_difference = float(expected_occupancy(CONDITIONS[r["condition"]])[m] - reference[m])
+        expected = expected_occupancy(CONDITIONS[r["condition"]])[m]
+        true_difference = float(expected - reference[m])
         low, high = float(r["difference_low"]), float(r["difference_high"])
         report.append({"condition": r["condition"], "state": int(r["state"]), "true_mode": m,
                        "difference": round(float(r["difference"]), 4), "truth": round(true_difference, 4),
                        "error": round(float(r["difference"]) - true_difference, 4), "interval": [round(low, 4), round(high, 4)],
-                       "excludes_zero": r["excludes_zero"] == "True", "covers_truth": low <= true_difference <= high})
+                       "excludes_zero": r["excludes_zero"] == "True", "covers_truth": low <= true_difference <= high,
+                       "log_ratio_nats": round(float(r["log_ratio_nats"]), 3) if r.get("log_ratio_nats") else None,
+                       "true_log_ratio": round(float(np.log(expected / reference[m])), 3)})
     big = [r for r in report if r["condition"] == "bound" and abs(r["truth"]) >= 0.149]
     same = [r for r in report if r["condition"] == "apo2"]
     result = {"benchmark": "compare", "settings": vars(args) | {"conditions": CONDITIONS, "subunit": SUBUNIT},
