@@ -88,13 +88,15 @@ def run(args) -> None:
     names, condition = condition_indices(values, args.reference, "--condition" if args.condition else "--labels")
     reference = names[0]
     count = len(record["states"])
-    with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
-        comparison = compare_conditions(state, condition, count, names, draws=args.bootstrap, confidence=args.confidence,
-                                        seed=args.seed, progress=bar.update)
-    rows = comparison.rows()
-    _add_log_ratios(rows, record, state, count, names)
     inputs = [folder / "states.json", folder / "assignments.h5"] + ([Path(args.labels)] if args.labels else [])
     with output_folder(args.outdir, "compare", kind="compare", inputs=inputs, force=args.force) as out:
+        for name in ("compare.json", "compare.csv", "compare.png"):
+            out.file(name)  # refused here, before any work, if another command's output holds the name
+        with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
+            comparison = compare_conditions(state, condition, count, names, draws=args.bootstrap,
+                                            confidence=args.confidence, seed=args.seed, progress=bar.update)
+        rows = comparison.rows()
+        _add_log_ratios(rows, record, state, count, names)
         result = {"format": "cryodiff-compare", "version": 1, "states": str(folder), "condition": args.condition,
                   "labels": args.labels, "reference": reference, "bootstrap": args.bootstrap, "confidence": args.confidence,
                   "seed": args.seed, "conditions": dict(zip(names, comparison.counts.tolist())), "rows": rows}
@@ -109,9 +111,11 @@ def run(args) -> None:
         plot_comparison(comparison, z, condition, modes, out.file("compare.png"))
     for row in rows:
         if row["condition"] != reference:
-            log.info("state %d: %s %.3f vs %s %.3f, difference %+.3f [%+.3f, %+.3f]%s", row["state"], row["condition"],
+            ratio = f", log-density ratio {row['log_ratio_nats']:+.2f} nats" if "log_ratio_nats" in row else ""
+            log.info("state %d: %s %.3f vs %s %.3f, difference %+.3f [%+.3f, %+.3f]%s%s", row["state"], row["condition"],
                      row["occupancy"], reference, comparison.occupancy[0, row["state"]], row["difference"],
-                     row["difference_low"], row["difference_high"], "  (interval excludes 0)" if row["excludes_zero"] else "")
+                     row["difference_low"], row["difference_high"], "  (interval excludes 0)" if row["excludes_zero"] else "",
+                     ratio)
     log.info("%d conditions, %d states; table in %s", len(names), count, Path(args.outdir) / "compare.csv")
 
 
