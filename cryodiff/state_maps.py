@@ -42,7 +42,7 @@ from recon.fsc import crossing, fsc
 AGREEMENT_THRESHOLD = 0.5
 #: The agreement may reach as little as this fraction of the half maps' 0.143 frequency.
 AGREEMENT_FRACTION = 0.5
-#: Fewest particles a state needs for a reconstruction (two half maps of at least 10).
+#: Fewest particles a state needs for a reconstruction (two half maps of at least 10); smaller states are not validated.
 MIN_PARTICLES = 20
 
 
@@ -81,35 +81,37 @@ def reference_fsc(half_curve: np.ndarray) -> np.ndarray:
 
 
 def validate_states(run, labels: np.ndarray, decoded: np.ndarray, particles, *, reg: float = 0.1,
-                    progress: Callable[[int], None] | None = None) -> list[StateMap]:
+                    progress: Callable[[int], None] | None = None) -> list[StateMap | None]:
     """Reconstruct each of the ``K = len(decoded)`` states from its particles (rows of ``run``'s latents
     with ``labels == k``; ``particles`` from :func:`cryodiff.selection.run_particles`) and validate the
-    decoded volumes ``[K, D, D, D]`` (the run's full box) against them. ``progress(n)`` after each batch
-    of images backprojected."""
+    decoded volumes ``[K, D, D, D]`` (the run's full box) against them; ``None`` for a state with fewer
+    than :data:`MIN_PARTICLES` particles (not reconstructed). ``progress(n)`` after each batch of images
+    backprojected."""
     labels = np.asarray(labels)
     counts = np.bincount(labels[labels >= 0], minlength=len(decoded))
-    small = np.flatnonzero(counts[:len(decoded)] < MIN_PARTICLES)
-    if len(small):
-        raise InputError("--maps", f"state(s) {small.tolist()} hold fewer than {MIN_PARTICLES} particles",
-                         "raise --min-population, or leave out --maps")
     maps = [reconstruct_selection(run, np.flatnonzero(labels == k), particles, reg=reg, progress=progress)
-            for k in range(len(decoded))]
-    references = [reference_fsc(m.curve) for m in maps]
+            if counts[k] >= MIN_PARTICLES else None for k in range(len(decoded))]
+    if all(m is None for m in maps):
+        raise InputError("--maps", f"no state holds {MIN_PARTICLES} particles to reconstruct", "leave out --maps")
+    references = [None if m is None else reference_fsc(m.curve) for m in maps]
     results = []
     for k, (volume, own) in enumerate(zip(decoded, maps)):
+        if own is None:
+            results.append(None)
+            continue
         freqs, agreement = fsc(volume, own.volume)
         half_f = _frequency(own.freqs, own.curve, 0.143)
         agree_f = _frequency(freqs, agreement, AGREEMENT_THRESHOLD)
         shells = slice(1, max(int(np.floor(half_f * len(volume))) + 1, 3))
-        likeness = np.array([np.mean(fsc(volume, m.volume)[1][shells] / np.maximum(ref[shells], 1e-3))
+        likeness = np.array([np.nan if m is None else np.mean(fsc(volume, m.volume)[1][shells] / np.maximum(ref[shells], 1e-3))
                              for m, ref in zip(maps, references)])
         reason = ""
         if agree_f < AGREEMENT_FRACTION * half_f:
             agreed = f"only to {own.apix / agree_f:.3g} Å" if agree_f > 0 else "not even at the lowest frequency"
             reason = (f"agrees with its particles' map (FSC 0.5) {agreed}, coarser than twice their half-map "
                       f"resolution {own.apix / half_f:.3g} Å")
-        elif int(np.argmax(likeness)) != k:
-            other = int(np.argmax(likeness))
+        elif int(np.nanargmax(likeness)) != k:
+            other = int(np.nanargmax(likeness))
             reason = (f"is more like the map of state {other}'s particles (likeness {likeness[other]:.2f}) "
                       f"than its own (likeness {likeness[k]:.2f})")
         results.append(StateMap(k, own, agreement, half_f, agree_f, likeness, not reason, reason))

@@ -233,13 +233,17 @@ def run(args) -> None:
 def _validate_maps(folder, run_, states, particles, rows: list[dict], reg: float) -> None:
     """Reconstruct each state, write its maps and state_fsc.png, and add the validation to ``rows``."""
     from cryodiff.plots import plot_state_fsc
-    from cryodiff.state_maps import validate_states
+    from cryodiff.state_maps import MIN_PARTICLES, validate_states
     from recon.io import write_volume
 
     decoded = np.stack([run_.volume(mode) for mode in states.modes])
     with progress_bar(int(np.sum(states.labels >= 0)), "reconstructing", unit="image") as bar:
         validations = validate_states(run_, states.labels, decoded, particles, reg=reg, progress=bar.update)
     for v, row in zip(validations, rows):
+        if v is None:
+            row.update(half_map_resolution_A=None, half_sets=None, agreement_resolution_A=None, likeness=None,
+                       decoded_supported=None, support_note=f"fewer than {MIN_PARTICLES} particles: not reconstructed")
+            continue
         for suffix, volume in (("map", v.map.volume), ("half1", v.map.half1), ("half2", v.map.half2)):
             write_volume(folder.file(f"state_{v.state:03d}_{suffix}.mrc"), volume, v.map.apix)
         agreement = v.resolution(v.agreement_frequency)
@@ -249,4 +253,4 @@ def _validate_maps(folder, run_, states, particles, rows: list[dict], reg: float
                    support_note=v.reason)
         log.info("state %d: %s; decoded volume agrees to %s (FSC 0.5)%s", v.state, v.map.describe(),
                  f"{agreement:.3g} Å" if np.isfinite(agreement) else "no frequency", "" if v.supported else ": NOT supported")
-    plot_state_fsc(validations, folder.file("state_fsc.png"))
+    plot_state_fsc([v for v in validations if v is not None], folder.file("state_fsc.png"))
