@@ -294,6 +294,14 @@ class Prior:
                              "name one of the prior's conditions")
         return {"class": torch.tensor(self.conditions.index(condition))}
 
+    def resolve(self, solver: str | None, steps: int | None) -> tuple[str, int]:
+        """The solver and steps :meth:`sample` uses for ``solver``/``steps`` (``None``: the defaults); an
+        InputError for a solver this prior's formulation cannot sample with."""
+        try:
+            return self.engine.resolve(solver, steps)
+        except ValueError as err:
+            raise InputError("--solver/--steps", str(err), "see cryodiff sample --help") from None
+
     def sample(self, n: int, solver: str | None = None, steps: int | None = None, seed: int = 0,
                progress=None, condition: str | None = None) -> np.ndarray:
         """``n`` latents ``[n, zdim]`` (float32, original units).
@@ -309,10 +317,7 @@ class Prior:
         prior's condition (:meth:`cond`).
         """
         cond = self.cond(condition)
-        try:
-            solver, steps = self.engine.resolve(solver, steps)
-        except ValueError as err:
-            raise InputError("--solver/--steps", str(err), "see cryodiff sample --help") from None
+        solver, steps = self.resolve(solver, steps)
         generator = torch.Generator().manual_seed(seed)
         parts = []
         for start in range(0, n, SAMPLE_CHUNK):

@@ -122,6 +122,7 @@ def fails_with_one_line(capsys):
     from cryodiff.cli.main import main
 
     def check(argv, *phrases):
+        capsys.readouterr()  # what earlier commands of the test printed is not this command's
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and err.startswith(f"cryodiff {argv[0]}: error:"), err

@@ -76,7 +76,8 @@ def run(args) -> None:
 
     out = output_file(args.output, (".txt", ".npy"))
     prior = load_prior(args.prior)
-    prior.cond(args.condition)  # an unknown condition is refused before anything is written
+    prior.cond(args.condition)  # an unknown condition or solver is refused before anything is written
+    prior.resolve(args.solver, args.steps)
     run_ = _load_run(args, prior.zdim)
     files = [out] + ([out.with_name(f"{out.stem}.gaussian{out.suffix}")] if args.compare_gaussian else [])
     inputs = [Path(args.prior) / "prior.json", Path(args.prior) / "prior.pt"]
