@@ -96,6 +96,7 @@ def evaluate(folder: Path, truth: dict, box: int) -> dict:
         rows.append({"true_mode": m, "state": states[0], "truth": round(truth_fraction, 4),
                      "population": round(s["population"], 4), "interval": [round(s["population_low"], 4), round(s["population_high"], 4)],
                      "error": round(s["population"] - truth_fraction, 4),
+                     "basin_population": round(s["basin_population"], 4) if "basin_population" in s else None,
                      "covered": bool(s["population_low"] <= truth_fraction <= s["population_high"]),
                      "half_map_resolution_A": s.get("half_map_resolution_A"),
                      "decoded_supported_by_its_particles": s.get("decoded_supported"),
@@ -103,6 +104,7 @@ def evaluate(folder: Path, truth: dict, box: int) -> dict:
     assigned = labels >= 0
     agreement = float(np.mean([matched[k] == m for k, m in zip(labels[assigned], mode[assigned])])) if assigned.any() else 0.0
     return {"states": count, "true_modes": 6, "bandwidth": record["bandwidth"], "unassigned": record["unassigned"],
+            "populations_from": record.get("populations_from", "basins"),
             "assigned_to_their_own_mode": round(agreement, 4), "modes": rows}
 
 
@@ -141,6 +143,8 @@ def main() -> None:
     result["summary"] = {
         "seeds_with_six_states": f"{sum(found)}/{len(found)}",
         "max_population_error": max((abs(m["error"]) for m in modes), default=None),
+        "max_basin_count_error": max((abs(m["basin_population"] - m["truth"]) for m in modes
+                                      if m.get("basin_population") is not None), default=None),
         "coverage_of_90pct_intervals": round(float(np.mean([m["covered"] for m in modes])), 3) if modes else None,
         "maps_beyond_half_nyquist": f"{sum(m['map_beyond_half_nyquist'] for m in modes)}/{len(modes)}",
         "decoded_supported_by_particles": f"{sum(bool(m['decoded_supported_by_its_particles']) for m in modes)}/{len(modes)}",

@@ -11,8 +11,10 @@ occupancy(condition) - occupancy(reference), per state.
 Intervals are percentile intervals of the bootstrap that resamples each
 condition's particles with replacement, separately (the conditions are
 independent samples); a difference whose interval excludes 0 is reported as
-such. As with populations (:mod:`cryodiff.states`), the intervals carry the
-sampling of particles, not errors of the VAE or of the states' basins.
+such. As with populations (:mod:`cryodiff.states`), occupancies are the weights of
+the states' Gaussian mixture, refitted to each condition's particles, when the states
+were found with one (the default), else basin counts; the intervals carry the sampling
+of particles, not errors of the VAE.
 
 With a prior conditioned on the same conditions (``train-prior --condition``),
 :func:`log_ratios` adds, per state, the mean over its particles of
@@ -57,37 +59,50 @@ class Comparison:
         return out
 
 
-def occupancies(labels: np.ndarray, count: int) -> np.ndarray:
-    """Fraction of ``labels`` (states, -1 unassigned) in each of ``count`` states, ``[count]``."""
-    return np.bincount(labels[labels >= 0], minlength=count)[:count] / max(len(labels), 1)
+def occupancies(labels: np.ndarray, count: int, times: np.ndarray | None = None, mixture=None) -> np.ndarray:
+    """Fraction of the particles (states ``labels [N]``, -1 unassigned) in each of ``count`` states,
+    ``[count]``, each particle counted ``times [N]`` times (default once): the basin counts, or with a
+    :class:`cryodiff.states.Mixture` of the assigned particles its weights refitted to them."""
+    from cryodiff.states import mixture_weights
+
+    times = np.ones(len(labels)) if times is None else np.asarray(times, dtype=np.float64)
+    total = max(times.sum(), 1)
+    if mixture is None:
+        return np.bincount(labels + 1, weights=times, minlength=count + 1)[1:count + 1] / total
+    assigned = labels >= 0
+    return mixture_weights(mixture, times[assigned]) * times[assigned].sum() / total
 
 
 def compare_conditions(labels: np.ndarray, condition: np.ndarray, count: int, names: list[str] | None = None, *,
-                       draws: int = 1000, confidence: float = 0.9, seed: int = 0, progress=None) -> Comparison:
+                       mixture=None, draws: int = 1000, confidence: float = 0.9, seed: int = 0,
+                       progress=None) -> Comparison:
     """The :class:`Comparison` of ``count`` states between the conditions of the particles.
 
     ``labels [N]``: each particle's state (-1: unassigned); ``condition [N]``: each particle's
-    condition index (0..C-1, the reference is 0); ``names``: the conditions' names (default: "0", "1", ...).
+    condition index (0..C-1, the reference is 0); ``names``: the conditions' names (default: "0", "1", ...);
+    ``mixture``: the states' :class:`cryodiff.states.Mixture` of all assigned particles, whose
+    weights are then refitted to each condition's particles (None: basin counts).
     ``progress(1)`` is called after each bootstrap draw.
     """
     labels, condition = np.asarray(labels), np.asarray(condition)
     n_conditions = int(condition.max()) + 1
     names = names or [str(c) for c in range(n_conditions)]
-    groups = [labels[condition == c] for c in range(n_conditions)]
-    empty = [names[c] for c, g in enumerate(groups) if len(g) == 0]
+    members = [np.flatnonzero(condition == c) for c in range(n_conditions)]
+    empty = [names[c] for c, m in enumerate(members) if len(m) == 0]
     if empty:
         raise ValueError(f"condition(s) {empty} have no particles")
     rng = np.random.default_rng(seed)
     draws_ = np.empty((draws, n_conditions, count))
     for d in range(draws):
-        for c, group in enumerate(groups):
-            draws_[d, c] = occupancies(group[rng.integers(len(group), size=len(group))], count)
+        for c, m in enumerate(members):
+            times = np.bincount(m[rng.integers(len(m), size=len(m))], minlength=len(labels))
+            draws_[d, c] = occupancies(labels, count, times, mixture)
         if progress is not None:
             progress(1)
     tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
-    occupancy = np.stack([occupancies(g, count) for g in groups])
+    occupancy = np.stack([occupancies(labels, count, (condition == c).astype(float), mixture) for c in range(n_conditions)])
     difference = occupancy - occupancy[:1]
-    return Comparison(names, np.array([len(g) for g in groups]), occupancy,
+    return Comparison(names, np.array([len(m) for m in members]), occupancy,
                       np.moveaxis(np.percentile(draws_, tails, axis=0), 0, -1), difference,
                       np.moveaxis(np.percentile(draws_ - draws_[:, :1], tails, axis=0), 0, -1), confidence)
 

@@ -23,11 +23,18 @@ particles is not a state: its particles are *unassigned* (state ``-1``), as are 
 whose ascent ends away from every mode.
 
 **Populations and free energies.** A state's population is its fraction of all particles
-(unassigned ones included in the total). Its relative free energy is
+(unassigned ones included in the total). Counting the particles in each basin is biased
+where states overlap: a particle's latent is noisy, and the tail of a state that spills
+over a basin boundary is counted in the neighbour (a small state next to a large one loses
+the most). Where the states are Gaussian enough, the weights of a Gaussian mixture, one
+full-covariance Gaussian per state, fitted by expectation-maximisation to the assigned
+particles' latents from their basins (:func:`fit_mixture`), times the assigned fraction,
+give that tail back (``states --populations mixture``); where a Gaussian takes over
+another state's particles the mixture is refused and the counts stand. Its relative free energy is
 ``dG_i = -kT ln(p_i / p_max)`` (0 for the most populated state), in units of kT, and in
 kcal/mol at a stated temperature. Intervals come from the bootstrap over particles
-(resampling the particles with replacement, states fixed): percentile intervals at the
-chosen confidence. With priors retrained on the same latents with other seeds
+(resampling the particles with replacement, states and Gaussians fixed, the weights
+refitted): percentile intervals at the chosen confidence. With priors retrained on the same latents with other seeds
 (:func:`match_states`, :func:`bootstrap` with several label sets), each bootstrap draw
 also picks one of the priors at random, so the intervals widen by how much the states
 depend on the prior's training. These treat the particles as the sample; that picking,
@@ -49,6 +56,8 @@ from scipy.spatial.distance import cdist
 KB_KCAL_PER_MOL_K = 0.0019872043
 #: Bandwidths (standardised units) searched by :func:`persistent_bandwidth`.
 BANDWIDTHS = np.geomspace(0.05, 1.0, 14)
+#: Ridge added to each state's covariance in :func:`fit_mixture` (standardised units squared).
+MIXTURE_RIDGE = 1e-4
 
 
 @torch.no_grad()
@@ -169,6 +178,78 @@ def populations(labels: np.ndarray, count: int) -> np.ndarray:
     return np.bincount(labels[labels >= 0], minlength=count)[:count] / max(len(labels), 1)
 
 
+@dataclass
+class Mixture:
+    """One Gaussian per state fitted to the assigned particles' standardised latents.
+
+    ``log_density [M, K]``: ``log N(u_i; mean_k, cov_k)`` of each of the ``M`` assigned particles
+    under each state's Gaussian; ``weights [K]``: the fitted mixture weights (sum 1 over the states).
+    """
+
+    log_density: np.ndarray
+    weights: np.ndarray
+
+
+def fit_mixture(u: np.ndarray, labels: np.ndarray, count: int, *, seed: int = 0) -> Mixture | None:
+    """A Gaussian mixture (full covariances) of the assigned particles' standardised latents ``u [N, zdim]``
+    started at their states (``labels [N]``, -1 unassigned), or ``None`` when the fit is not trusted:
+    a state with fewer particles than twice the dimension, or a component that wandered off its state
+    (its particles of highest responsibility mostly from another state's basin, or its basin mostly
+    given to another component).
+
+    Basin counts are biased where states overlap: a particle's latent is noisy, and the tail of a
+    state that spills over the basin boundary is counted in the neighbour (a small state next to a
+    large one loses the most). The mixture gives that tail back to its own state.
+    """
+    from scipy.stats import multivariate_normal
+    from sklearn.mixture import GaussianMixture
+
+    assigned = labels >= 0
+    u, labels = np.asarray(u, dtype=np.float64)[assigned], labels[assigned]
+    sizes = np.bincount(labels, minlength=count)
+    if count == 0 or sizes.min() < 2 * u.shape[1]:
+        return None
+    ridge = MIXTURE_RIDGE * np.eye(u.shape[1])
+    means = np.stack([u[labels == k].mean(0) for k in range(count)])
+    precisions = np.stack([np.linalg.inv(np.cov(u[labels == k].T) + ridge) for k in range(count)])
+    fit = GaussianMixture(count, covariance_type="full", weights_init=sizes / sizes.sum(), means_init=means,
+                          precisions_init=precisions, reg_covar=MIXTURE_RIDGE, max_iter=500, tol=1e-5,
+                          random_state=seed).fit(u)
+    log_density = np.stack([multivariate_normal(fit.means_[k], fit.covariances_[k]).logpdf(u)
+                            for k in range(count)], axis=1).reshape(len(u), count)
+    agreement = np.zeros((count, count), int)
+    np.add.at(agreement, (labels, (log_density + np.log(fit.weights_)).argmax(1)), 1)
+    if np.any(agreement.argmax(0) != np.arange(count)) or np.any(agreement.argmax(1) != np.arange(count)):
+        return None
+    return Mixture(log_density, fit.weights_)
+
+
+def mixture_weights(mixture: Mixture, counts: np.ndarray | None = None, *, tolerance: float = 1e-6,
+                    iterations: int = 1000) -> np.ndarray:
+    """The weights ``[K]`` that maximise the likelihood of the mixture's particles, each counted
+    ``counts [M]`` times (default once), with the Gaussians held fixed: expectation-maximisation of
+    the weights alone, from the fitted weights, until no weight moves more than ``tolerance``."""
+    scaled = np.exp(mixture.log_density - mixture.log_density.max(axis=1, keepdims=True))  # rows rescaled: same responsibilities
+    counts = np.ones(len(scaled)) if counts is None else np.asarray(counts, dtype=np.float64)
+    weights = mixture.weights.copy()
+    for _ in range(iterations):
+        new = weights * (counts @ (scaled / (scaled @ weights)[:, None])) / counts.sum()
+        done = np.abs(new - weights).max() < tolerance
+        weights = new
+        if done:
+            break
+    return weights
+
+
+def mixture_populations(mixture: Mixture | None, labels: np.ndarray, count: int) -> np.ndarray:
+    """Each state's fraction of all particles ``[count]``: the mixture's weights times the fraction of
+    particles assigned (unassigned ones stay out of every state), or the basin counts
+    (:func:`populations`) without a mixture."""
+    if mixture is None:
+        return populations(labels, count)
+    return mixture.weights * np.mean(labels >= 0)
+
+
 def free_energies(population: np.ndarray) -> np.ndarray:
     """``-ln(p_i / p_max)`` per state, in kT (0 for the most populated; infinite for an empty state)."""
     population = np.asarray(population, dtype=np.float64)
@@ -191,21 +272,32 @@ def match_states(reference: States, other: States, spread: np.ndarray) -> np.nda
     return np.where(other.labels >= 0, mapping[np.maximum(other.labels, 0)], -1)
 
 
-def bootstrap(labels: np.ndarray, count: int, *, draws: int = 1000, confidence: float = 0.9,
-              seed: int = 0) -> dict:
+def bootstrap(labels: np.ndarray, count: int, *, mixtures: list | None = None, draws: int = 1000,
+              confidence: float = 0.9, seed: int = 0, progress=None) -> dict:
     """Percentile intervals of the populations and free energies (kT) over ``draws`` resamplings of
     the particles: ``{"population": [count, 2], "dG_kT": [count, 2], "draws": [draws, count]}``.
 
     ``labels`` is ``[N]``, or ``[P, N]``: the states of the same particles under ``P`` priors
-    (:func:`match_states`), one drawn at random for each resampling."""
+    (:func:`match_states`), one drawn at random for each resampling. ``mixtures``: one
+    :class:`Mixture` or ``None`` per label set; with a mixture a resampling's populations are its
+    weights refitted to the resampled particles (:func:`mixture_weights`), else the resampled basin
+    counts. ``progress(1)`` is called after each resampling."""
     rng = np.random.default_rng(seed)
     label_sets = np.atleast_2d(labels)
+    mixtures = mixtures or [None] * len(label_sets)
     n = label_sets.shape[1]
-    shifted = label_sets + 1  # 0: unassigned
     samples = np.empty((draws, count))
     for d in range(draws):
-        chosen = shifted[rng.integers(len(shifted))]
-        samples[d] = np.bincount(chosen[rng.integers(n, size=n)], minlength=count + 1)[1:] / n
+        chosen = rng.integers(len(label_sets))
+        times = np.bincount(rng.integers(n, size=n), minlength=n)  # how often each particle was drawn
+        kept = label_sets[chosen]
+        if mixtures[chosen] is None:
+            samples[d] = np.bincount(kept + 1, weights=times, minlength=count + 1)[1:] / n
+        else:
+            assigned = kept >= 0
+            samples[d] = mixture_weights(mixtures[chosen], times[assigned]) * times[assigned].sum() / n
+        if progress is not None:
+            progress(1)
     tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
     return {"population": np.percentile(samples, tails, axis=0).T,
             "dG_kT": np.percentile(free_energies(samples), tails, axis=0).T, "draws": samples}

@@ -13,7 +13,7 @@ from pathlib import Path
 #: Columns shown, with their headings; those absent from the rows (no validated maps) are left out.
 COLUMNS = (
     ("state", "state"), ("particles", "particles"), ("population", "population"),
-    ("population_low", "low"), ("population_high", "high"), ("dG_kT", "dG (kT)"),
+    ("population_low", "low"), ("population_high", "high"), ("basin_population", "basin count"), ("dG_kT", "dG (kT)"),
     ("dG_kcal_mol", "dG (kcal/mol)"), ("half_map_resolution_A", "half-map resolution (Å)"),
     ("agreement_resolution_A", "decoded vs map, FSC 0.5 (Å)"), ("decoded_supported", "decoded volume supported"),
     ("support_note", "why not"),

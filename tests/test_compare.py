@@ -31,6 +31,29 @@ def test_difference_of_015_is_found_with_an_interval_excluding_zero():
     assert [r["excludes_zero"] for r in result.rows() if r["condition"] == "bound"] == [True, True, False]
 
 
+def test_mixture_occupancies_correct_the_tails_that_cross_basins():
+    """Two overlapping Gaussian states (3 sd apart) cut at the midpoint; the small state's true
+    occupancy is 0.2 in apo and 0.5 in bound. Basin counts make the difference about 0.26 (apo's large
+    state spills into the small one's basin); the mixture's refitted weights give 0.30."""
+    from cryodiff.states import fit_mixture
+
+    rng = np.random.default_rng(2)
+    n = 8000
+    condition = np.repeat([0, 1], n)
+    component = np.concatenate([rng.random(n) < 0.2, rng.random(n) < 0.5]).astype(int)
+    u = rng.standard_normal((2 * n, 2))
+    u[:, 0] += 3.0 * component
+    labels = (u[:, 0] > 1.5).astype(int)
+    truth = np.mean(component[n:]) - np.mean(component[:n])
+    counts = compare_conditions(labels, condition, 2, draws=200)
+    assert abs(counts.difference[1, 1] - truth) > 0.025
+    result = compare_conditions(labels, condition, 2, mixture=fit_mixture(u, labels, 2), draws=200)
+    assert abs(result.difference[1, 1] - truth) < 0.015
+    low, high = result.difference_interval[1, 1]
+    assert low <= truth <= high
+    np.testing.assert_allclose(result.occupancy[:, 1], [np.mean(component[:n]), np.mean(component[n:])], atol=0.015)
+
+
 def test_intervals_cover_the_true_difference_at_their_level():
     """Over 200 repetitions, 90 % intervals of a difference cover the truth about 90 % of the time, and
     for two conditions from one distribution they cover 0 about as often."""

@@ -69,6 +69,43 @@ def test_bootstrap_interval_covers_the_truth_at_its_level():
     assert 0.84 <= covered / 200 <= 0.96
 
 
+def test_mixture_gives_back_the_tail_that_spilled_into_a_neighbours_basin():
+    """Two overlapping Gaussians (weights 0.8, 0.2, 3 sd apart) cut at the midpoint: the small
+    state's basin count is 0.04 too high (it gains more of the large state's tail than it loses);
+    the mixture's weights and their bootstrap interval hold the truth."""
+    from cryodiff.states import fit_mixture, mixture_populations
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    component = (rng.random(n) < 0.2).astype(int)
+    u = rng.standard_normal((n, 3))
+    u[:, 0] += 3.0 * component
+    labels = (u[:, 0] > 1.5).astype(int)
+    labels[np.abs(u[:, 1]) > 3.3] = -1  # about 0.1 % unassigned: they stay out of both states
+    truth = np.bincount(component[labels >= 0], minlength=2) / n
+    counts = populations(labels, 2)
+    assert counts[1] - truth[1] > 0.03
+    mixture = fit_mixture(u, labels, 2)
+    assert mixture is not None
+    np.testing.assert_allclose(mixture_populations(mixture, labels, 2), truth, atol=0.01)
+    low, high = bootstrap(labels, 2, mixtures=[mixture], draws=300, confidence=0.9, seed=1)["population"].T
+    assert np.all(low <= truth) and np.all(truth <= high)
+    low, high = bootstrap(labels, 2, draws=300, confidence=0.9, seed=1)["population"].T
+    assert not (low[1] <= truth[1] <= high[1])  # the basin counts' interval misses it
+
+
+def test_mixture_is_refused_when_it_does_not_hold_to_the_states():
+    from cryodiff.states import fit_mixture
+
+    rng = np.random.default_rng(1)
+    u = rng.standard_normal((4000, 2))
+    u[:2000, 0] += 6.0
+    halves = np.arange(4000) % 2  # two "states" that mix both clusters: the fit splits them by cluster
+    assert fit_mixture(u, halves, 2) is None
+    assert fit_mixture(u, (np.arange(4000) < 2000).astype(int), 2) is not None
+    assert fit_mixture(u, np.r_[np.zeros(3997, int), np.ones(3, int)], 2) is None  # a state too small to fit
+
+
 def test_states_command_writes_the_table(mixture_prior, tmp_path):
     _, _, _, root = mixture_prior
     out = tmp_path / "states"
@@ -77,8 +114,10 @@ def test_states_command_writes_the_table(mixture_prior, tmp_path):
     record = json.loads((out / "states.json").read_text())
     assert len(record["states"]) == 3 and record["particles"] == N
     assert [s["state"] for s in record["states"]] == [0, 1, 2]
+    assert record["populations_from"] == "basins"
     first = record["states"][0]
     assert first["dG_kT"] == 0.0 and first["population_low"] < first["population"] < first["population_high"]
+    assert first["basin_population"] == first["population"]
     assert abs(first["population"] - 0.5) < 0.03
     rows = (out / "states.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith("state,particles,population")
@@ -86,6 +125,20 @@ def test_states_command_writes_the_table(mixture_prior, tmp_path):
         np.testing.assert_array_equal(h5["indices"][()], np.arange(N))
         assert set(np.unique(h5["state"][()])) <= {-1, 0, 1, 2}
     assert (out / "states.png").stat().st_size > 10_000
+
+
+def test_states_command_fits_the_mixture_when_asked(mixture_prior, tmp_path):
+    _, _, component, root = mixture_prior
+    out = tmp_path / "states"
+    assert main(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(out),
+                 "--bootstrap", "100", "--populations", "mixture"]) in (0, None)
+    record = json.loads((out / "states.json").read_text())
+    assert record["populations_from"] == "mixture"
+    population = np.array([s["population"] for s in record["states"]])
+    np.testing.assert_allclose(population, np.bincount(component, minlength=3) / N, atol=0.01)
+    for s in record["states"]:  # well-separated Gaussian states: the mixture and the counts agree
+        assert abs(s["basin_population"] - s["population"]) < 0.02
+        assert s["population_low"] < s["population"] < s["population_high"]
 
 
 def test_states_command_with_a_run_writes_each_states_volume(tiny_vae_run, tmp_path):

@@ -92,8 +92,13 @@ def run(args) -> None:
     with output_folder(args.outdir, "compare", kind="compare", inputs=inputs, force=args.force) as out:
         for name in ("compare.json", "compare.csv", "compare.png"):
             out.file(name)  # refused here, before any work, if another command's output holds the name
+        z = read_latents(Path(record["latents"]))
+        if len(z) != len(state):
+            raise InputError(record["latents"], f"holds {len(z)} latents but the states assigned {len(state)}",
+                             "rerun cryodiff states on these latents")
+        mixture = _states_mixture(record, z, state, count)
         with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
-            comparison = compare_conditions(state, condition, count, names, draws=args.bootstrap,
+            comparison = compare_conditions(state, condition, count, names, mixture=mixture, draws=args.bootstrap,
                                             confidence=args.confidence, seed=args.seed, progress=bar.update)
         rows = comparison.rows()
         _add_log_ratios(rows, record, state, count, names)
@@ -106,7 +111,6 @@ def run(args) -> None:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)
-        z = read_latents(Path(record["latents"]))
         modes = np.array([s["mode"] for s in record["states"]])
         plot_comparison(comparison, z, condition, modes, out.file("compare.png"))
     for row in rows:
@@ -117,6 +121,17 @@ def run(args) -> None:
                      row["difference_low"], row["difference_high"], "  (interval excludes 0)" if row["excludes_zero"] else "",
                      ratio)
     log.info("%d conditions, %d states; table in %s", len(names), count, Path(args.outdir) / "compare.csv")
+
+
+def _states_mixture(record: dict, z: np.ndarray, state: np.ndarray, count: int):
+    """The states' Gaussian mixture, refitted as ``cryodiff states`` fitted it, when their populations came from one."""
+    from cryodiff.prior import standardisation
+    from cryodiff.states import fit_mixture
+
+    if record.get("populations_from") != "mixture":
+        return None
+    mean, std = standardisation(z)  # the prior's standardisation of these latents
+    return fit_mixture((z - mean) / std, state, count, seed=record.get("seed", 0))
 
 
 def _add_log_ratios(rows: list[dict], record: dict, state, count: int, names: list[str]) -> None:

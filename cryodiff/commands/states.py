@@ -6,8 +6,11 @@ prior's denoiser; standardised latent units, 1 = the latents' spread) and belong
 state whose mode it reaches. By default the bandwidth is chosen where the number of modes
 stays the same over the widest range of scales (docs/states.md). States holding fewer than
 --min-population of the particles are dropped and their particles left unassigned (-1).
-Population = fraction of all particles; dG = -kT ln(p / p_max), also in kcal/mol at
---temperature; intervals by --bootstrap resamplings of the particles at --confidence.
+Population = fraction of all particles in the state's basin (--populations mixture: the
+weight of the state's Gaussian in a mixture fitted to the assigned latents, which gives
+back to a state the particles whose noisy latents crossed into a neighbour's basin);
+dG = -kT ln(p / p_max), also in kcal/mol at --temperature; intervals by --bootstrap
+resamplings of the particles at --confidence.
 --retrain K also trains K more priors on the same latents with seeds 1..K (the prior's own
 settings, into STATES/priors/seedK; reused by a later run) and draws one of the priors for
 each resampling, so the intervals include how much the states depend on the prior's training.
@@ -70,6 +73,10 @@ def add_args(parser):
     parser.add_argument("--min-population", type=probability, default=0.01,
                         help="smallest fraction of particles that makes a state (default: %(default)s)")
     parser.add_argument("--starts", type=positive_int, default=2000, help="particles whose ascents find the modes (default: %(default)s)")
+    parser.add_argument("--populations", choices=("basins", "mixture"), default="basins",
+                        help="basins: the fraction of particles in each basin; mixture: weights of one Gaussian per "
+                        "state fitted to the latents, which gives back to a state the particles whose noisy latents "
+                        "spilled into a neighbour's basin, where the states are Gaussian enough (default: %(default)s)")
     parser.add_argument("--bootstrap", type=positive_int, default=1000, help="resamplings of the particles for the intervals (default: %(default)s)")
     parser.add_argument("--confidence", type=probability, default=0.9, help="level of the intervals (default: %(default)s)")
     parser.add_argument("--temperature", type=positive_float, default=295.0,
@@ -95,8 +102,8 @@ def _table(states, population, intervals, temperature: float) -> list[dict]:
         low_dg, high_dg = intervals["dG_kT"][k]
         rows.append({
             "state": k, "particles": int(np.sum(states.labels == k)),
-            "population": float(population[k]), "population_low": float(intervals["population"][k][0]),
-            "population_high": float(intervals["population"][k][1]),
+            "population": float(population[k]), "basin_population": float(np.mean(states.labels == k)),
+            "population_low": float(intervals["population"][k][0]), "population_high": float(intervals["population"][k][1]),
             "dG_kT": float(dg[k]), "dG_kT_low": float(low_dg), "dG_kT_high": float(high_dg),
             "dG_kcal_mol": float(kcal_per_mol(dg[k], temperature)),
             "dG_kcal_mol_low": float(kcal_per_mol(low_dg, temperature)),
@@ -155,7 +162,7 @@ def run(args) -> None:
     from cryodiff.plots import plot_states
     from cryodiff.states_report import write_summary
     from cryodiff.prior import load_prior, read_latents
-    from cryodiff.states import bootstrap, find_states, match_states, populations
+    from cryodiff.states import bootstrap, find_states, fit_mixture, match_states, mixture_populations
 
     prior = load_prior(args.prior)
     prior.require_denoiser("finding states")
@@ -193,18 +200,31 @@ def run(args) -> None:
         if states.count == 0:
             raise InputError(args.outdir, f"no state holds {args.min_population:g} of the particles at bandwidth "
                              f"{states.bandwidth:.3g}", "lower --min-population or raise --bandwidth")
-        population = populations(states.labels, states.count)
-        label_sets, retrained = [states.labels], []
+        u = prior.standardise(z).numpy()
+
+        def fit(labels):
+            return fit_mixture(u, labels, states.count, seed=args.seed) if args.populations == "mixture" else None
+
+        mixture = fit(states.labels)
+        if args.populations == "mixture" and mixture is None:
+            log.warning("the Gaussian mixture did not hold to the states (a state too small, or not Gaussian enough: "
+                        "a Gaussian took over another state's particles): populations are the basin counts")
+        population = mixture_populations(mixture, states.labels, states.count)
+        label_sets, mixtures, retrained = [states.labels], [mixture], []
         for k in range(1, args.retrain + 1):
             other = _retrained_states(args, prior, z, k, states.bandwidth, inputs)
             label_sets.append(match_states(states, other, prior.std))
+            mixtures.append(fit(label_sets[-1]))
             retrained.append({"seed": k, "states": other.count,
-                              "population": populations(label_sets[-1], states.count).round(4).tolist()})
-        intervals = bootstrap(np.stack(label_sets), states.count, draws=args.bootstrap, confidence=args.confidence, seed=args.seed)
+                              "population": mixture_populations(mixtures[-1], label_sets[-1], states.count).round(4).tolist()})
+        with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
+            intervals = bootstrap(np.stack(label_sets), states.count, mixtures=mixtures, draws=args.bootstrap,
+                                  confidence=args.confidence, seed=args.seed, progress=bar.update)
         rows = _table(states, population, intervals, args.temperature)
         record = {"format": "cryodiff-states", "version": 1, "prior": str(args.prior), "latents": str(source),
                   "particles": len(z), "unassigned": int(np.sum(states.labels < 0)), "bandwidth": states.bandwidth,
-                  "bandwidth_scan": states.scan, "min_population": args.min_population, "bootstrap": args.bootstrap,
+                  "bandwidth_scan": states.scan, "min_population": args.min_population,
+                  "populations_from": "basins" if mixture is None else "mixture", "bootstrap": args.bootstrap,
                   "confidence": args.confidence, "temperature_K": args.temperature, "seed": args.seed,
                   "retrained_priors": retrained}
         images = ["states.png"]
