@@ -11,9 +11,11 @@ units: 1 is the latents' own spread per dimension) sets how fine the states are:
 closer than about two bandwidths merge.
 
 **Choosing the bandwidth.** :func:`persistent_bandwidth` counts the modes at bandwidths
-from 0.05 to 1 (log-spaced) and keeps the count that persists over the widest range,
-taking the geometric middle of that range: a state that is real survives a change of
-scale, a bump in a noisy density estimate does not.
+from 0.05 to 1 (log-spaced) and keeps the finest count that persists over at least three
+of them (a factor of 1.6 in scale), taking the geometric middle of its range: a state that
+is real survives a change of scale, a bump in a noisy density estimate does not; and a
+coarser count that persists longer merges real states (two close states stay merged over
+a wide range of scales because they are close).
 
 **States and particles.** Ascents from a sample of particles' latents end at a few
 points; points within half a bandwidth of each other are one mode. Every particle's
@@ -56,6 +58,8 @@ from scipy.spatial.distance import cdist
 KB_KCAL_PER_MOL_K = 0.0019872043
 #: Bandwidths (standardised units) searched by :func:`persistent_bandwidth`.
 BANDWIDTHS = np.geomspace(0.05, 1.0, 14)
+#: Consecutive bandwidths of the scan (a factor of 1.6 in scale) over which a number of states must persist.
+MIN_PLATEAU = 3
 #: Ridge added to each state's covariance in :func:`fit_mixture` (standardised units squared).
 MIXTURE_RIDGE = 1e-4
 
@@ -109,15 +113,18 @@ def modes_at(prior, z_sample: np.ndarray, bandwidth: float, min_population: floa
 
 def persistent_bandwidth(prior, z_sample: np.ndarray, min_population: float,
                          bandwidths: np.ndarray = BANDWIDTHS) -> tuple[float, list[dict]]:
-    """The bandwidth at the geometric middle of the widest run of ``bandwidths`` giving the same
-    number of modes (ties: the run of finer bandwidths), and the count at each bandwidth."""
+    """The bandwidth at the geometric middle of the finest run of at least :data:`MIN_PLATEAU`
+    consecutive ``bandwidths`` giving the same number (one or more) of modes (without such a run:
+    of the widest such run, the finest of equals), and the count at each bandwidth."""
     counts = [len(modes_at(prior, z_sample, b, min_population)) for b in bandwidths]
     runs, start = [], 0
     for i in range(1, len(counts) + 1):
         if i == len(counts) or counts[i] != counts[start]:
-            runs.append((i - start, -start, start, i - 1))
+            runs.append((start, i - 1))
             start = i
-    _, _, first, last = max(runs)
+    described = [(first, last) for first, last in runs if counts[first] > 0] or runs
+    stable = [(first, last) for first, last in described if last - first + 1 >= MIN_PLATEAU]
+    first, last = stable[0] if stable else max(described, key=lambda run: (run[1] - run[0], -run[0]))
     chosen = float(np.sqrt(bandwidths[first] * bandwidths[last]))
     return chosen, [{"bandwidth": float(b), "modes": c} for b, c in zip(bandwidths, counts)]
 

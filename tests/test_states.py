@@ -58,6 +58,22 @@ def test_one_gaussian_is_one_state(tmp_path, one_torch_thread):
     np.testing.assert_allclose(states.modes[0], [1.0, -2.0, 0.0], atol=0.35)
 
 
+@pytest.mark.parametrize("counts, run", [
+    ([0, 0, 4, 6, 6, 6, 5, 5, 4, 4, 4, 4, 4, 1], (3, 5)),  # six states over 3 bandwidths beat four merged ones over 5
+    ([0, 0, 4, 6, 6, 6, 6, 6, 5, 5, 4, 4, 3, 1], (3, 7)),
+    ([0, 0, 0, 9, 7, 6, 5, 5, 4, 4, 3, 3, 2, 1], (6, 7)),  # nothing persists over three: the widest run, finest first
+])
+def test_bandwidth_is_the_finest_count_that_persists(monkeypatch, counts, run):
+    import cryodiff.states as states_module
+
+    scan = iter(counts)
+    monkeypatch.setattr(states_module, "modes_at", lambda *args: np.zeros((next(scan), 2)))
+    bandwidth, listed = states_module.persistent_bandwidth(None, None, 0.01)
+    first, last = run
+    assert [row["modes"] for row in listed] == counts
+    assert bandwidth == pytest.approx(np.sqrt(states_module.BANDWIDTHS[first] * states_module.BANDWIDTHS[last]))
+
+
 def test_bootstrap_interval_covers_the_truth_at_its_level():
     """Coverage of the percentile interval over many samples of a known population (0.2)."""
     rng = np.random.default_rng(0)

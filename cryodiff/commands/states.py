@@ -3,8 +3,8 @@ state, and each state's population and relative free energy with bootstrap inter
 
 Each latent climbs the prior's density smoothed by --bandwidth (mean-shift with the
 prior's denoiser; standardised latent units, 1 = the latents' spread) and belongs to the
-state whose mode it reaches. By default the bandwidth is chosen where the number of modes
-stays the same over the widest range of scales (docs/states.md). States holding fewer than
+state whose mode it reaches. By default the bandwidth is chosen at the finest number of
+modes that stays the same over a factor of 1.6 in scale (docs/states.md). States holding fewer than
 --min-population of the particles are dropped and their particles left unassigned (-1).
 Population = fraction of all particles in the state's basin (--populations mixture: the
 weight of the state's Gaussian in a mixture fitted to the assigned latents, which gives
@@ -69,7 +69,7 @@ def add_args(parser):
     source.add_argument("--latents", help="latents without a VAE: .h5 with z_mu, cryoDRGN z.N.pkl or .npy [N, zdim]")
     parser.add_argument("-o", "--outdir", required=True, help="states folder (created)")
     parser.add_argument("--bandwidth", type=positive_float, help="smoothing of the density in standardised latent units "
-                        "(default: the most persistent number of states between 0.05 and 1)")
+                        "(default: the finest number of states that persists over a factor of 1.6, between 0.05 and 1)")
     parser.add_argument("--min-population", type=probability, default=0.01,
                         help="smallest fraction of particles that makes a state (default: %(default)s)")
     parser.add_argument("--starts", type=positive_int, default=2000, help="particles whose ascents find the modes (default: %(default)s)")
