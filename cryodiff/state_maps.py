@@ -20,9 +20,10 @@ A decoded volume is **supported** when both hold:
    reconstruction, not different in its large features;
 2. of all the states' reconstructions it is most like its own: the
    *likeness* of decoded volume i to reconstruction j is the mean over shells,
-   from the first to state i's half-map crossing, of ``FSC(decoded_i, map_j) /
-   C_ref_j`` (1 for a decoded volume equal to the truth of state j, whatever
-   the number of particles behind map j).
+   from the first to the lower of states i's and j's half-map crossings (where
+   both maps hold signal), of ``FSC(decoded_i, map_j) / C_ref_j`` (1 for a
+   decoded volume equal to the truth of state j, whatever the number of
+   particles behind map j).
 
 Frequencies are in cycles per pixel (0 to 0.5, Nyquist), resolutions in Å.
 """
@@ -80,6 +81,13 @@ def reference_fsc(half_curve: np.ndarray) -> np.ndarray:
     return np.sqrt(2 * f / (1 + f))
 
 
+def _likeness(volume: np.ndarray, reconstruction, reference: np.ndarray, frequency: float) -> float:
+    """Mean of ``FSC(volume, reconstruction) / C_ref`` over the shells from the first to ``frequency``
+    (cycles/pixel; at least two shells), where ``C_ref [shells]`` is the reconstruction's reference FSC."""
+    shells = slice(1, max(int(np.floor(frequency * len(volume))) + 1, 3))
+    return float(np.mean(fsc(volume, reconstruction.volume)[1][shells] / np.maximum(reference[shells], 1e-3)))
+
+
 def validate_states(run, labels: np.ndarray, decoded: np.ndarray, particles, *, reg: float = 0.1,
                     progress: Callable[[int], None] | None = None) -> list[StateMap | None]:
     """Reconstruct each of the ``K = len(decoded)`` states from its particles (rows of ``run``'s latents
@@ -94,6 +102,7 @@ def validate_states(run, labels: np.ndarray, decoded: np.ndarray, particles, *, 
     if all(m is None for m in maps):
         raise InputError("--maps", f"no state holds {MIN_PARTICLES} particles to reconstruct", "leave out --maps")
     references = [None if m is None else reference_fsc(m.curve) for m in maps]
+    half_crossings = [None if m is None else _frequency(m.freqs, m.curve, 0.143) for m in maps]
     results = []
     for k, (volume, own) in enumerate(zip(decoded, maps)):
         if own is None:
@@ -102,9 +111,8 @@ def validate_states(run, labels: np.ndarray, decoded: np.ndarray, particles, *, 
         freqs, agreement = fsc(volume, own.volume)
         half_f = _frequency(own.freqs, own.curve, 0.143)
         agree_f = _frequency(freqs, agreement, AGREEMENT_THRESHOLD)
-        shells = slice(1, max(int(np.floor(half_f * len(volume))) + 1, 3))
-        likeness = np.array([np.nan if m is None else np.mean(fsc(volume, m.volume)[1][shells] / np.maximum(ref[shells], 1e-3))
-                             for m, ref in zip(maps, references)])
+        likeness = np.array([np.nan if m is None else _likeness(volume, m, ref, min(half_f, crossing))
+                             for m, ref, crossing in zip(maps, references, half_crossings)])
         reason = ""
         if agree_f < AGREEMENT_FRACTION * half_f:
             agreed = f"only to {own.apix / agree_f:.3g} Å" if agree_f > 0 else "not even at the lowest frequency"

@@ -49,3 +49,27 @@ def test_swapped_and_unrelated_volumes_are_flagged(two_states):
 def test_reference_fsc_is_half_at_0143():
     assert reference_fsc(np.array([0.143]))[0] == pytest.approx(0.5, abs=2e-3)
     assert reference_fsc(np.array([-0.2, 1.0])).tolist() == [0.0, 1.0]
+
+
+def test_a_low_resolution_map_is_compared_only_where_it_holds_signal(monkeypatch):
+    """State 1's map comes from few particles: its half-map FSC collapses after shell 2, so its
+    reference FSC is about 0 beyond. Decoded volume 0 must not look "more like" that map by dividing
+    by the collapsed reference (likeness is taken up to the lower of the two crossings)."""
+    import cryodiff.state_maps as state_maps
+    from cryodiff.selection import SelectionMap
+
+    rng = np.random.default_rng(0)
+    box = 16
+    decoded = rng.standard_normal((2, box, box, box)).astype(np.float32)
+    freqs = np.arange(box // 2 + 1) / box
+    sharp, blurred = np.full(len(freqs), 0.99), np.where(np.arange(len(freqs)) <= 2, 0.99, 0.0)
+
+    def fake_map(volume, curve):
+        return SelectionMap(volume, volume, volume, 1.0, freqs, curve, 2.0, 100, "test")
+
+    maps = iter([fake_map(decoded[0], sharp), fake_map(decoded[0] + 0.5 * rng.standard_normal(decoded[0].shape).astype(np.float32), blurred)])
+    monkeypatch.setattr(state_maps, "reconstruct_selection", lambda *args, **kwargs: next(maps))
+    results = state_maps.validate_states(None, np.repeat([0, 1], 50), decoded, None)
+    assert results[0].supported, results[0].reason
+    assert results[0].likeness[0] == pytest.approx(1.0, abs=0.05)
+    assert results[0].likeness[1] < results[0].likeness[0]
