@@ -55,7 +55,7 @@ def test_a_low_resolution_map_is_compared_only_where_it_holds_signal(monkeypatch
     """State 1's map comes from few particles: its half-map FSC collapses after shell 2, so its
     reference FSC is about 0 beyond. Decoded volume 0 must not look "more like" that map by dividing
     by the collapsed reference (likeness is taken up to the lower of the two crossings)."""
-    import cryodiff.state_maps as state_maps
+    from cryodiff import state_maps
     from cryodiff.selection import SelectionMap
 
     rng = np.random.default_rng(0)

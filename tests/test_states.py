@@ -64,7 +64,7 @@ def test_one_gaussian_is_one_state(tmp_path, one_torch_thread):
     ([0, 0, 0, 9, 7, 6, 5, 5, 4, 4, 3, 3, 2, 1], (6, 7)),  # nothing persists over three: the widest run, finest first
 ])
 def test_bandwidth_is_the_finest_count_that_persists(monkeypatch, counts, run):
-    import cryodiff.states as states_module
+    from cryodiff import states as states_module
 
     scan = iter(counts)
     monkeypatch.setattr(states_module, "modes_at", lambda *args: np.zeros((next(scan), 2)))
