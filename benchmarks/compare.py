@@ -13,10 +13,12 @@ rlnGroupName`` (a conditional prior), ``states`` and
 ``compare --condition rlnGroupName`` (reference ``apo``), each as a subprocess. Each found
 state is matched to the true mode most of its particles come from (as in
 ``benchmarks/states.py``). Reported per state and condition: the reported difference, the
-true difference (expected occupancies from the weights), its error, the 90 % interval and
-whether it excludes 0, the prior's log-density ratio against the log of the true occupancy
-ratio; and, summed up, the largest error, whether the two +-0.15 changes were
-found, and how many ``apo2`` intervals cover 0.
+true difference (expected occupancies from the weights), its error, the difference this
+sample actually drew (its true modes' fractions per condition) and whether the 90 % interval
+covers each, whether it excludes 0, the prior's log-density ratio against the log of the true
+occupancy ratio; and, summed up, the largest error, whether the two +-0.15 changes were
+found, how many ``apo2`` intervals cover 0, and the chi-square p-value of the modes drawn
+for ``apo`` and ``apo2`` (a small one: this sample's two "same" conditions really differ).
 
     python benchmarks/compare.py [--n 15000] [--seed 0] [--workdir DIR]
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from scipy.stats import chi2_contingency
 
 sys.path.insert(0, str(Path(__file__).parent))
 from states import cryodiff, true_modes  # noqa: E402
@@ -82,6 +85,11 @@ def main() -> None:
     count = len(json.loads((root / "states" / "states.json").read_text())["states"])
     matched = [int(np.bincount(mode[labels == k], minlength=6).argmax()) if np.any(labels == k) else -1 for k in range(count)]
     reference = expected_occupancy(CONDITIONS["apo"])
+    # the fractions this sample actually drew (the expected ones differ by the sampling of the simulation)
+    names = [c["name"] for c in truth["conditions"]]
+    drawn = {name: np.bincount(true_modes(truth)[np.asarray(truth["condition"]) == c], minlength=6)
+             for c, name in enumerate(names)}
+    sample = {name: counts / counts.sum() for name, counts in drawn.items()}
     with open(root / "compare" / "compare.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["condition"] != "apo"]
     report = []
@@ -90,8 +98,11 @@ def main() -> None:
         expected = expected_occupancy(CONDITIONS[r["condition"]])[m]
         true_difference = float(expected - reference[m])
         low, high = float(r["difference_low"]), float(r["difference_high"])
+        sample_difference = float(sample[r["condition"]][m] - sample["apo"][m])
         report.append({"condition": r["condition"], "state": int(r["state"]), "true_mode": m,
                        "difference": round(float(r["difference"]), 4), "truth": round(true_difference, 4),
+                       "sample_difference": round(sample_difference, 4),
+                       "covers_sample_difference": low <= sample_difference <= high,
                        "error": round(float(r["difference"]) - true_difference, 4), "interval": [round(low, 4), round(high, 4)],
                        "excludes_zero": r["excludes_zero"] == "True", "covers_truth": low <= true_difference <= high,
                        "log_ratio_nats": round(float(r["log_ratio_nats"]), 3) if r.get("log_ratio_nats") else None,
@@ -103,7 +114,10 @@ def main() -> None:
               "summary": {"max_error": max(abs(r["error"]) for r in report),
                           "changes_of_015_found": f"{sum(r['excludes_zero'] and abs(r['error']) <= 0.05 for r in big)}/{len(big)}",
                           "same_distribution_intervals_covering_0": f"{sum(not r['excludes_zero'] for r in same)}/{len(same)}",
-                          "intervals_covering_the_truth": f"{sum(r['covers_truth'] for r in report)}/{len(report)}"}}
+                          "intervals_covering_the_truth": f"{sum(r['covers_truth'] for r in report)}/{len(report)}",
+                          "intervals_covering_the_sample_difference":
+                              f"{sum(r['covers_sample_difference'] for r in report)}/{len(report)}",
+                          "apo_vs_apo2_drawn_modes_chi2_p": float(chi2_contingency(np.stack([drawn["apo"], drawn["apo2"]]))[1])}}
     print(json.dumps(result, indent=1))
 
 
