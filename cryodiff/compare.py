@@ -8,13 +8,19 @@ condition is the fraction of that condition's particles assigned to it
 **difference** of a condition from the reference condition (the first) is
 occupancy(condition) - occupancy(reference), per state.
 
-Intervals are percentile intervals of the bootstrap that resamples each
-condition's particles with replacement, separately (the conditions are
-independent samples); a difference whose interval excludes 0 is reported as
-such. As with populations (:mod:`cryodiff.states`), occupancies are the weights of
-the states' Gaussian mixture, refitted to each condition's particles, when the states
-were found with one (the default), else basin counts; the intervals carry the sampling
-of particles, not errors of the VAE.
+Intervals come from the bootstrap that resamples each condition's particles with
+replacement, separately (the conditions are independent samples). Occupancy intervals
+are each state's percentile interval. Difference intervals are by default
+*simultaneous* over the states (max-t: the estimate plus or minus a multiple of the
+bootstrap standard error, the multiple chosen so that all states' intervals of a
+condition hold together at the confidence): "is any state's occupancy different?"
+is one question, and with per-state 90 % intervals a landscape of six unchanged
+states would show at least one "change" about half the time. A difference whose
+interval excludes 0 is reported as such. As with populations
+(:mod:`cryodiff.states`), occupancies are the weights of the states' Gaussian
+mixture, refitted to each condition's particles, when the states were found with one
+(``states --populations mixture``), else basin counts; the intervals carry the
+sampling of particles, not errors of the VAE.
 
 With a prior conditioned on the same conditions (``train-prior --condition``),
 :func:`log_ratios` adds, per state, the mean over its particles of
@@ -34,7 +40,8 @@ import numpy as np
 class Comparison:
     """Occupancies of ``K`` states in ``C`` conditions: ``names`` [C], ``counts`` [C] particles,
     ``occupancy`` [C, K] with ``occupancy_interval`` [C, K, 2], ``difference`` [C, K] from condition 0
-    (row 0 is zeros) with ``difference_interval`` [C, K, 2], and the ``confidence``."""
+    (row 0 is zeros) with ``difference_interval`` [C, K, 2], the ``confidence``, and whether the
+    difference intervals are ``simultaneous`` over the states."""
 
     names: list[str]
     counts: np.ndarray
@@ -43,6 +50,7 @@ class Comparison:
     difference: np.ndarray
     difference_interval: np.ndarray
     confidence: float
+    simultaneous: bool = True
 
     def rows(self) -> list[dict]:
         """One dict per (condition, state): particles, occupancy and the difference with their intervals."""
@@ -74,15 +82,16 @@ def occupancies(labels: np.ndarray, count: int, times: np.ndarray | None = None,
 
 
 def compare_conditions(labels: np.ndarray, condition: np.ndarray, count: int, names: list[str] | None = None, *,
-                       mixture=None, draws: int = 1000, confidence: float = 0.9, seed: int = 0,
-                       progress=None) -> Comparison:
+                       mixture=None, draws: int = 1000, confidence: float = 0.9, simultaneous: bool = True,
+                       seed: int = 0, progress=None) -> Comparison:
     """The :class:`Comparison` of ``count`` states between the conditions of the particles.
 
     ``labels [N]``: each particle's state (-1: unassigned); ``condition [N]``: each particle's
     condition index (0..C-1, the reference is 0); ``names``: the conditions' names (default: "0", "1", ...);
     ``mixture``: the states' :class:`cryodiff.states.Mixture` of all assigned particles, whose
-    weights are then refitted to each condition's particles (None: basin counts).
-    ``progress(1)`` is called after each bootstrap draw.
+    weights are then refitted to each condition's particles (None: basin counts); ``simultaneous``:
+    each condition's difference intervals hold for all states together (:func:`simultaneous_intervals`),
+    else each state's percentile interval. ``progress(1)`` is called after each bootstrap draw.
     """
     labels, condition = np.asarray(labels), np.asarray(condition)
     n_conditions = int(condition.max()) + 1
@@ -102,9 +111,26 @@ def compare_conditions(labels: np.ndarray, condition: np.ndarray, count: int, na
     tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
     occupancy = np.stack([occupancies(labels, count, (condition == c).astype(float), mixture) for c in range(n_conditions)])
     difference = occupancy - occupancy[:1]
+    differences = draws_ - draws_[:, :1]
+    if simultaneous:
+        difference_interval = simultaneous_intervals(differences, difference, confidence)
+    else:
+        difference_interval = np.moveaxis(np.percentile(differences, tails, axis=0), 0, -1)
     return Comparison(names, np.array([len(m) for m in members]), occupancy,
-                      np.moveaxis(np.percentile(draws_, tails, axis=0), 0, -1), difference,
-                      np.moveaxis(np.percentile(draws_ - draws_[:, :1], tails, axis=0), 0, -1), confidence)
+                      np.moveaxis(np.percentile(draws_, tails, axis=0), 0, -1), difference, difference_interval,
+                      confidence, simultaneous)
+
+
+def simultaneous_intervals(draws: np.ndarray, estimate: np.ndarray, confidence: float) -> np.ndarray:
+    """Intervals ``[C, K, 2]`` that hold all ``K`` states' true values of each condition's row of
+    ``estimate [C, K]`` together at ``confidence``, from bootstrap ``draws [D, C, K]``: the estimate
+    plus or minus ``q`` bootstrap standard errors, ``q`` the ``confidence`` quantile of the largest
+    standardised deviation over the states (the max-t method). A state without spread gets a
+    zero-width interval."""
+    spread = draws.std(axis=0)
+    scaled = np.abs(draws - estimate) / np.where(spread > 0, spread, np.inf)
+    q = np.quantile(scaled.max(axis=2), confidence, axis=0)[:, None]
+    return np.stack([estimate - q * spread, estimate + q * spread], axis=-1)
 
 
 def log_ratios(prior, z: np.ndarray, labels: np.ndarray, count: int, names: list[str], *, per_state: int = 200,

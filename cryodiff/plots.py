@@ -394,7 +394,9 @@ def plot_comparison(comparison, z: np.ndarray, condition: np.ndarray, modes: np.
                     color=f"C{c}", label=f"{names[c]} - {names[0]}")
     axes[1].axhline(0, color="black", lw=0.8)
     axes[1].set(xlabel="state", ylabel="occupancy difference", xticks=x)
-    axes[1].set_title("difference from the reference; an interval off 0 is a change", fontsize=9)
+    kind = "simultaneous over the states" if comparison.simultaneous else "per state"
+    axes[1].set_title(f"difference from the reference ({100 * comparison.confidence:g} % intervals, {kind});\n"
+                      "an interval off 0 is a change", fontsize=9)
     axes[1].legend(fontsize=8)
     z = np.asarray(z, dtype=np.float64)
     pca = PCA(n_components=2).fit(z)

@@ -10,8 +10,9 @@ condition comes from
     --labels FILE        a text file with one label per line, in the order of the latents
 
 The reference condition is --reference (default: the first label in sorted order).
-Intervals: percentile bootstrap resampling each condition's particles separately
-(docs/compare.md).
+Intervals: bootstrap resampling each condition's particles separately; the difference
+intervals of a condition hold for all states together (simultaneous, max-t) unless
+--per-state (docs/compare.md).
 
 OUT (a folder) receives
 
@@ -55,6 +56,9 @@ def add_args(parser):
     parser.add_argument("-o", "--outdir", required=True, help="output folder (created)")
     parser.add_argument("--bootstrap", type=positive_int, default=1000, help="resamplings for the intervals (default: %(default)s)")
     parser.add_argument("--confidence", type=probability, default=0.9, help="level of the intervals (default: %(default)s)")
+    parser.add_argument("--per-state", action="store_true",
+                        help="difference intervals per state instead of simultaneous over all states (the default: "
+                        "all of a condition's intervals hold together at --confidence)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed of the bootstrap (default: %(default)s)")
     add_force_arg(parser)
 
@@ -99,11 +103,13 @@ def run(args) -> None:
         mixture = _states_mixture(record, z, state, count)
         with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
             comparison = compare_conditions(state, condition, count, names, mixture=mixture, draws=args.bootstrap,
-                                            confidence=args.confidence, seed=args.seed, progress=bar.update)
+                                            confidence=args.confidence, simultaneous=not args.per_state,
+                                            seed=args.seed, progress=bar.update)
         rows = comparison.rows()
         _add_log_ratios(rows, record, state, count, names)
         result = {"format": "cryodiff-compare", "version": 1, "states": str(folder), "condition": args.condition,
                   "labels": args.labels, "reference": reference, "bootstrap": args.bootstrap, "confidence": args.confidence,
+                  "difference_intervals": "per state" if args.per_state else "simultaneous over the states",
                   "seed": args.seed, "conditions": dict(zip(names, comparison.counts.tolist())), "rows": rows}
         with atomic_target(out.file("compare.json")) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
