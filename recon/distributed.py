@@ -22,6 +22,7 @@ result:
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import numpy as np
@@ -42,6 +43,15 @@ def init_from_environment() -> None:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    """Leave the process group at exit. A group left to the interpreter's teardown can abort a
+    finished process ("terminate called without an active exception": the group's threads are
+    destroyed while still running), and torchrun then kills the other ranks mid-write."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank() -> int:
