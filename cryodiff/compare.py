@@ -104,8 +104,11 @@ def compare_conditions(labels: np.ndarray, condition: np.ndarray, count: int, na
     draws_ = np.empty((draws, n_conditions, count))
     for d in range(draws):
         for c, m in enumerate(members):
-            times = np.bincount(m[rng.integers(len(m), size=len(m))], minlength=len(labels))
-            draws_[d, c] = occupancies(labels, count, times, mixture)
+            drawn = m[rng.integers(len(m), size=len(m))]
+            if mixture is None:  # counts need only the drawn particles' labels
+                draws_[d, c] = occupancies(labels[drawn], count)
+            else:  # the mixture's weights are refitted over all its particles, each counted as often as drawn
+                draws_[d, c] = occupancies(labels, count, np.bincount(drawn, minlength=len(labels)), mixture)
         if progress is not None:
             progress(1)
     tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
