@@ -120,6 +120,17 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one cryodiff command; the return value is the exit code (0 done, 2 bad input, 130
+    interrupted). A process of a torchrun group ends here instead of returning (see
+    :func:`recon.distributed.end_process`)."""
+    code = _run(argv)
+    distributed = sys.modules.get("recon.distributed")  # loaded by the commands that can run under torchrun
+    if distributed is not None:
+        distributed.end_process(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     prepare_environment()  # before anything imports torch: OpenMP reads it once, when it loads
     parser = build_parser()
     try:
