@@ -5,10 +5,11 @@ MMDiT, rectified flow, all three aspect buckets, ``--teacher-steps`` steps). Its
 for LADD are ``--cache`` of its own 32x32 samples (captions of the training split, Euler with
 40 steps at guidance ``--guidance``). The student (a copy of the teacher) trains
 ``--ladd-steps`` steps at ``--student-steps`` steps against heads on the teacher's blocks
-(``generative.ladd``; re-noising logit-normal with mean 1, non-saturating losses).
+(``generative.ladd``; re-noising logit-normal with mean 1, non-saturating losses), after
+``--warmup-steps`` steps of guidance distillation onto the teacher's guided velocity (0: none).
 
-Reported for the teacher at 40 and at 4 Euler steps (guided) and the student at 1, 2 and 4
-steps, on ``eval_n`` captions of the training split: per-attribute judge accuracy, Frechet
+Reported for the teacher at 40 and at 4 Euler steps (guided) the student at 1, 2 and 4
+steps (and the warm-started student at 4 steps before the adversarial phase), on ``eval_n`` captions of the training split: per-attribute judge accuracy, Frechet
 distance in the judge's features (and over the real-vs-real floor) and the wall time per
 sample (network calls included, decoding excluded).
 
@@ -18,6 +19,7 @@ sample (network calls included, decoding excluded).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -29,10 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import shapes_ldm as S  # noqa: E402
 
-from generative.ladd import LADD, cache_teacher_samples, ladd_trainer, student_sample  # noqa: E402
+from generative.ladd import LADD, cache_teacher_samples, guidance_trainer, ladd_trainer, student_sample  # noqa: E402
 
-FULL = dict(S.FULL, steps=4000, cache=5000, ladd_steps=2000)
-QUICK = dict(S.QUICK, steps=30, cache=64, ladd_steps=10)
+FULL = dict(S.FULL, steps=4000, cache=5000, ladd_steps=2000, warmup_steps=1000)
+QUICK = dict(S.QUICK, steps=30, cache=64, ladd_steps=10, warmup_steps=10)
 
 
 def timed(fn):
@@ -59,11 +61,15 @@ def main():
     parser.add_argument("--student-steps", type=int, default=4, help="the student's steps in training")
     parser.add_argument("--lr", type=float, default=1e-4, help="student learning rate")
     parser.add_argument("--discriminator-lr", type=float, default=3e-4)
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help="guidance-distillation steps before LADD (default 1000; 0: start from the unguided teacher)")
     parser.add_argument("--renoise-mean", type=float, default=1.0,
                         help="mean of the logit-normal re-noising time (above 0: biased to high noise)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = dict(QUICK if args.quick else FULL)
+    if args.warmup_steps is not None:
+        cfg["warmup_steps"] = args.warmup_steps
     seed, t0 = args.seed, time.time()
     result = {"seed": seed, "config": {k: v for k, v in cfg.items()}, "args": vars(args), "torch": torch.__version__,
               "machine": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
@@ -92,6 +98,14 @@ def main():
         i = torch.randint(len(cache["latent"]), (cfg["batch"],), generator=g)
         return {k: v[i] for k, v in cache.items()}
 
+    if cfg["warmup_steps"]:
+        S.log(f"guidance distillation: {cfg['warmup_steps']} steps at guidance {args.guidance}")
+        warm = guidance_trainer(ladd, batch_fn, args.guidance, lr=args.lr, ema_decay=0.99, seed=seed,
+                                log_every=max(1, cfg["warmup_steps"] // 10))
+        result["warmup_log"], result["warmup_seconds"] = timed(lambda: warm.fit(cfg["warmup_steps"]))
+        ladd.student.load_state_dict(warm.ema.state_dict())
+        warm_student = copy.deepcopy(ladd.student).eval()
+
     student_trainer = ladd_trainer(ladd, batch_fn, lr=args.lr, discriminator_lr=args.discriminator_lr, ema_decay=0.99,
                                    seed=seed, log_every=max(1, cfg["ladd_steps"] // 20))
     S.log(f"LADD: {cfg['ladd_steps']} steps")
@@ -115,6 +129,11 @@ def main():
     with torch.no_grad():
         result["teacher_40"] = evaluate("teacher 40 steps", teacher_latents(40), ae, judges, batch, real, floor, n)
         result["teacher_4"] = evaluate("teacher 4 steps", teacher_latents(4), ae, judges, batch, real, floor, n)
+        if cfg["warmup_steps"]:
+            result["warm_student_4"] = evaluate("warm-started student 4 steps, before LADD",
+                                                lambda: student_sample(warm_student, cond, shape, 4,
+                                                                       generator=torch.Generator().manual_seed(seed)),
+                                                ae, judges, batch, real, floor, n)
         for steps in (1, 2, 4):
             result[f"student_{steps}"] = evaluate(f"student {steps} steps", student_latents(steps), ae, judges, batch,
                                                   real, floor, n)

@@ -16,6 +16,10 @@ frozen teacher:
    the student ``softplus(-D(fake))``; an optional approximate R1 penalty
    ``r1_weight * |D(real + r1_sigma * eps) - D(real)|^2`` smooths the discriminator.
 
+Optionally the student is first warm-started by guidance distillation (:meth:`LADD.guidance_loss`,
+:func:`guidance_trainer`): the real data are guided teacher samples, and a student copied from
+the teacher otherwise starts as the unguided model.
+
 Training alternates: the engine's :class:`~generative.trainer.Trainer` takes the student's step
 (:meth:`LADD.student_loss`) and the :class:`DiscriminatorStep` hook then takes the
 discriminator's step with its own optimiser, so checkpoints, exact resume, progress and JSON
@@ -51,12 +55,14 @@ class TeacherFeatures(nn.Module):
     def __init__(self, network: nn.Module, modules: Sequence[nn.Module]):
         super().__init__()
         self.network = network.eval().requires_grad_(False)
-        self._captured: list[torch.Tensor] = []
+        self._captured: list[torch.Tensor] | None = None  # a list only while forward() runs
         self._handles = [m.register_forward_hook(self._capture) for m in modules]
         if not self._handles:
             raise ValueError("choose at least one teacher block to take features from")
 
     def _capture(self, module, inputs, output):
+        if self._captured is None:  # the network called for its output, not through forward()
+            return
         out = output[0] if isinstance(output, tuple) else output
         self._captured.append(out.flatten(2).transpose(1, 2) if out.ndim == 4 else out)
 
@@ -66,9 +72,11 @@ class TeacherFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> list[torch.Tensor]:
         self._captured = []
-        self.network(x, t, cond)
-        features, self._captured = self._captured, []
-        return features
+        try:
+            self.network(x, t, cond)
+            return self._captured
+        finally:
+            self._captured = None
 
 
 class Head(nn.Module):
@@ -185,6 +193,7 @@ class LADD:
         if not 1 <= steps:
             raise ValueError(f"the student needs at least one step, got {steps}")
         frozen = copy.deepcopy(teacher).eval().requires_grad_(False)
+        self.teacher = frozen
         blocks = frozen.model.blocks
         self.features = TeacherFeatures(frozen.model, [blocks[i] for i in feature_blocks])
         self.teacher_conditioner = frozen.conditioner
@@ -196,16 +205,19 @@ class LADD:
         self.renoise_mean, self.renoise_scale = renoise_mean, renoise_scale
         self.r1_weight, self.r1_sigma = r1_weight, r1_sigma
 
-    def _fake(self, batch: dict, generator) -> tuple[torch.Tensor, dict]:
-        """The student's ``x0_hat`` from the real latents of ``batch`` noised at one of its times."""
-        x0 = batch["latent"]
-        n = len(x0)
+    def _noised(self, x0: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(t [N], x_t)``: ``x0`` noised at one of the student's times each."""
         times = student_times(self.steps, self.shift).float().to(x0.device)
-        t = times[torch.randint(len(times), (n,), generator=generator, device=x0.device)]
+        t = times[torch.randint(len(times), (len(x0),), generator=generator, device=x0.device)]
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         tt = t.view(-1, *([1] * (x0.ndim - 1)))
+        return t, (1 - tt) * x0 + tt * eps
+
+    def _fake(self, batch: dict, generator) -> tuple[torch.Tensor, dict]:
+        """The student's ``x0_hat`` from the real latents of ``batch`` noised at one of its times."""
+        t, x_t = self._noised(batch["latent"], generator)
         cond = conditions(self.student.conditioner, batch)
-        return student_x0(self.student.model, (1 - tt) * x0 + tt * eps, t, cond), batch
+        return student_x0(self.student.model, x_t, t, cond), batch
 
     def _logits(self, x0: torch.Tensor, batch: dict, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Discriminator logits ``[N, heads]`` of ``x0`` re-noised at ``t`` with ``eps``."""
@@ -228,6 +240,25 @@ class LADD:
             return F.softplus(-self._logits(fake, batch, t, eps)).mean(1)
         finally:
             self.discriminator.requires_grad_(True)
+
+    def guidance_loss(self, batch: dict, guidance: float, generator=None) -> torch.Tensor:
+        """Guidance distillation, a warm start before the adversarial game: per-example mean squared
+        difference ``[N]`` between the student's velocity and the frozen teacher's classifier-free
+        guided velocity ``v_u + guidance (v_c - v_u)``, at the real latents of ``batch`` noised at
+        the student's times. Gradients reach the student only.
+
+        LADD's real data are guided teacher samples, but a student copied from the teacher starts
+        as the *unguided* model; at small scale the discriminator alone does not close that gap
+        (docs/ladd.md). Regressing onto the guided velocity first is stage one of Meng et al.
+        (2023), "On distillation of guided diffusion models"."""
+        t, x_t = self._noised(batch["latent"], generator)
+        with torch.no_grad():
+            teacher = self.teacher.model
+            v_c = teacher(x_t, t, conditions(self.teacher_conditioner, batch))
+            v_u = teacher(x_t, t, self.teacher_conditioner.unconditional(batch))
+            target = v_u + guidance * (v_c - v_u)
+        v = self.student.model(x_t, t, conditions(self.student.conditioner, batch))
+        return (v - target).pow(2).flatten(1).mean(1)
 
     def discriminator_loss(self, batch: dict, generator=None) -> tuple[torch.Tensor, dict]:
         """``mean(softplus(-D(real)) + softplus(D(fake)))`` (+ the R1 term); the student is not differentiated.
@@ -290,3 +321,14 @@ def ladd_trainer(ladd: LADD, batch_fn, *, lr: float = 1e-5, discriminator_lr: fl
     hook = DiscriminatorStep(ladd, batch_fn, lr=discriminator_lr)
     return Trainer(ladd.student, lambda model, batch, g: ladd.student_loss(batch, g), batch_fn, lr=lr,
                    hooks=[hook, *trainer_options.pop("hooks", ())], **trainer_options)
+
+
+def guidance_trainer(ladd: LADD, batch_fn, guidance: float, *, lr: float = 1e-4, **trainer_options):
+    """The engine's :class:`~generative.trainer.Trainer` of the student on :meth:`LADD.guidance_loss` at
+    ``guidance`` (the scale the cached real data were sampled with): the warm start before
+    :func:`ladd_trainer`. ``batch_fn`` and ``trainer_options`` as there; with an EMA, copy
+    ``trainer.ema`` into ``ladd.student`` before the adversarial phase."""
+    from .trainer import Trainer
+
+    return Trainer(ladd.student, lambda model, batch, g: ladd.guidance_loss(batch, guidance, g), batch_fn, lr=lr,
+                   **trainer_options)
