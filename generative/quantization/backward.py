@@ -11,7 +11,9 @@ and ``B`` is the backward quantizer. Each function here returns ``B'(w)`` for la
   gradient passes where ``|w| <= r`` (BNN's hard-tanh).
 - ``sign_swish``: ``B(w) = a SS_beta(w / a)`` on a binary grid ``{-a, a}``, whose derivative
   is ``SS'_beta(w / a) = beta (2 - u tanh(u / 2)) / (1 + cosh u)`` with ``u = beta w / a``
-  (BNN+; BNN++ uses the same function forward). The scale ``a`` is held constant.
+  (BNN+; BNN++ uses the same function forward). The scale ``a`` is held constant. On a grid
+  of more levels, ``B`` is the SignSwish staircase of the forward module and
+  ``B'(w) = sum_k SS'_beta((w - c_k) / h_k)`` over its gaps (midpoints ``c_k``, half-gaps ``h_k``).
 """
 
 import torch
@@ -32,7 +34,7 @@ def derivative(kind: str, w: torch.Tensor, grid: torch.Tensor, beta: float) -> t
     if kind == "clipped":
         return (w.abs() <= grid.abs().amax(1, keepdim=True)).to(w.dtype)
     if kind == "sign_swish":
-        if grid.shape[1] != 2:
-            raise ValueError("the sign_swish backward quantizer (BNN+, BNN++) needs a binary grid")
-        return sign_swish_derivative(w / grid[:, 1:], beta)
+        half = (grid[:, 1:] - grid[:, :-1])[:, None, :] / 2  # [rows, 1, L-1]
+        centre = (grid[:, 1:] + grid[:, :-1])[:, None, :] / 2
+        return sign_swish_derivative((w[:, :, None] - centre) / half, beta).sum(-1)
     raise ValueError(f"unknown backward quantizer {kind!r}; choose one of {', '.join(BACKWARD)}")

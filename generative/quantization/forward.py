@@ -13,10 +13,15 @@ Once annealing ends, every map is rounding to the nearest level.
   the outer levels are clamped to them. At ``rho = 1`` this is the identity inside the
   grid's range; as ``rho -> 0`` the slope ``1/rho`` grows until ``F`` is rounding.
 - ``relax``: BinaryRelax's convex mix ``rho w + (1 - rho) round(w)``.
-- ``sign_swish``: BNN++'s forward quantizer, for binary grids ``{-a, a}``:
+- ``sign_swish``: BNN++'s forward quantizer. On a binary grid ``{-a, a}`` it is
   ``F(w) = a SS_beta(w / a)`` with the SignSwish
   ``SS_beta(x) = 2 sigmoid(beta x) (1 + beta x (1 - sigmoid(beta x))) - 1`` and
   ``beta = min(beta0 / rho, beta_max)``, which tends to ``a sign(w)`` as ``beta`` grows.
+  On a grid of more levels ``q_0 < ... < q_L-1`` it is the staircase of such steps,
+  one per gap, each of half-height ``h_k = (q_k+1 - q_k) / 2`` centred on the midpoint
+  ``c_k``: ``F(w) = q_0 + sum_k h_k (1 + SS_beta((w - c_k) / h_k))``, which is the binary
+  form for two levels and tends to rounding as ``beta`` grows. The staircase is our
+  extension of ProxConnect++'s pair to ternary and k-bit grids, not from the paper.
 """
 
 import math
@@ -82,6 +87,15 @@ def sign_swish_beta(rho: float, beta0: float, beta_max: float) -> float:
     return beta_max if rho <= beta0 / beta_max else beta0 / rho
 
 
+def sign_swish_staircase(w: torch.Tensor, grid: torch.Tensor, beta: float) -> torch.Tensor:
+    """``q_0 + sum_k h_k (1 + SS_beta((w - c_k) / h_k))`` over the gaps of each row's ``grid [rows, L]``
+    (see the module docstring), for latent rows ``w [rows, n]``."""
+    half = (grid[:, 1:] - grid[:, :-1])[:, None, :] / 2  # [rows, 1, L-1]
+    centre = (grid[:, 1:] + grid[:, :-1])[:, None, :] / 2
+    steps = half * (1 + sign_swish((w[:, :, None] - centre) / half, beta))
+    return grid[:, :1] + steps.sum(-1)
+
+
 def apply(kind: str, w: torch.Tensor, grid: torch.Tensor, rho: float, *, beta0: float = 2.0,
           beta_max: float = 50.0) -> torch.Tensor:
     """Forward quantizer ``kind`` (one of :data:`FORWARD`) of latent rows ``w`` on ``grid`` at ``rho``."""
@@ -96,8 +110,5 @@ def apply(kind: str, w: torch.Tensor, grid: torch.Tensor, rho: float, *, beta0: 
     if kind == "relax":
         return rho * w + (1 - rho) * round_to_grid(w, grid)
     if kind == "sign_swish":
-        if grid.shape[1] != 2:
-            raise ValueError("the sign_swish forward quantizer (BNN++) needs a binary grid")
-        a = grid[:, 1:]
-        return a * sign_swish(w / a, sign_swish_beta(rho, beta0, beta_max))
+        return sign_swish_staircase(w, grid, sign_swish_beta(rho, beta0, beta_max))
     raise ValueError(f"unknown forward quantizer {kind!r}; choose one of {', '.join(FORWARD)}")
