@@ -63,6 +63,7 @@ def main():
     parser.add_argument("--discriminator-lr", type=float, default=3e-4)
     parser.add_argument("--warmup-steps", type=int, default=None,
                         help="guidance-distillation steps before LADD (default 1000; 0: start from the unguided teacher)")
+    parser.add_argument("--warmup-lr", type=float, default=1e-4, help="learning rate of the guidance distillation")
     parser.add_argument("--renoise-mean", type=float, default=1.0,
                         help="mean of the logit-normal re-noising time (above 0: biased to high noise)")
     args = parser.parse_args()
@@ -100,7 +101,7 @@ def main():
 
     if cfg["warmup_steps"]:
         S.log(f"guidance distillation: {cfg['warmup_steps']} steps at guidance {args.guidance}")
-        warm = guidance_trainer(ladd, batch_fn, args.guidance, lr=args.lr, ema_decay=0.99, seed=seed,
+        warm = guidance_trainer(ladd, batch_fn, args.guidance, lr=args.warmup_lr, ema_decay=0.99, seed=seed,
                                 log_every=max(1, cfg["warmup_steps"] // 10))
         result["warmup_log"], result["warmup_seconds"] = timed(lambda: warm.fit(cfg["warmup_steps"]))
         ladd.student.load_state_dict(warm.ema.state_dict())
@@ -123,21 +124,25 @@ def main():
         return lambda: teacher.sample(cond, shape, guidance=args.guidance, solver="flow_euler", steps=steps,
                                       generator=torch.Generator().manual_seed(seed))
 
-    def student_latents(steps):
-        return lambda: student_sample(student, cond, shape, steps, generator=torch.Generator().manual_seed(seed))
+    def student_latents(steps, model=student):
+        return lambda: student_sample(model, cond, shape, steps, generator=torch.Generator().manual_seed(seed))
 
     with torch.no_grad():
         result["teacher_40"] = evaluate("teacher 40 steps", teacher_latents(40), ae, judges, batch, real, floor, n)
         result["teacher_4"] = evaluate("teacher 4 steps", teacher_latents(4), ae, judges, batch, real, floor, n)
-        if cfg["warmup_steps"]:
-            result["warm_student_4"] = evaluate("warm-started student 4 steps, before LADD",
-                                                lambda: student_sample(warm_student, cond, shape, 4,
-                                                                       generator=torch.Generator().manual_seed(seed)),
-                                                ae, judges, batch, real, floor, n)
+        for steps in (1, 2, 4) if cfg["warmup_steps"] else ():
+            result[f"warm_student_{steps}"] = evaluate(
+                f"warm-started student {steps} steps, before LADD", student_latents(steps, warm_student), ae, judges,
+                batch, real, floor, n)
         for steps in (1, 2, 4):
             result[f"student_{steps}"] = evaluate(f"student {steps} steps", student_latents(steps), ae, judges, batch,
                                                   real, floor, n)
     s4, t40, t4 = result["student_4"], result["teacher_40"], result["teacher_4"]
+    if cfg["warmup_steps"]:
+        result["checks_warm_student_4"] = {"frechet_over_teacher40": result["warm_student_4"]["frechet"] / t40["frechet"],
+                                           "frechet_over_teacher4": result["warm_student_4"]["frechet"] / t4["frechet"],
+                                           "all_attributes_points_vs_teacher40": 100 * (result["warm_student_4"]["all"]
+                                                                                        - t40["all"])}
     result["checks"] = {"frechet_student4_over_teacher40": s4["frechet"] / t40["frechet"],
                         "frechet_student4_over_teacher4": s4["frechet"] / t4["frechet"],
                         "all_attributes_points_vs_teacher40": 100 * (s4["all"] - t40["all"]),
