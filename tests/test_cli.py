@@ -33,6 +33,13 @@ def test_help_lists_every_command_with_a_description():
     assert "Å" in sub.stdout and "default: 0.1" in sub.stdout
 
 
+def test_version():
+    import cryodiff as package
+
+    result = cryodiff("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"cryodiff {package.__version__}"
+
+
 def test_underscore_aliases(monkeypatch):
     """cryoDRGN users type train_vae; every hyphenated command has that alias."""
     from cryodiff.cli import main as cli

@@ -19,6 +19,7 @@ import importlib
 import logging
 import sys
 
+from cryodiff import __version__
 from cryodiff.threads import prepare_environment
 from recon.errors import InputError
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"cryodiff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=_Parser)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"cryodiff.commands.{module_name}")
