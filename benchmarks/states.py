@@ -7,7 +7,9 @@ of them: six true modes (state mode x subunit), with populations 0.27, 0.18, 0.0
 0.24, 0.16 in expectation. Then ``cryodiff train-vae`` (256 x 3 networks, zdim 8, 20
 epochs), ``cryodiff train-prior`` (defaults) and ``cryodiff states`` (defaults), each as
 a subprocess, ``states`` with ``--maps`` (each state's particles reconstructed, its decoded
-volume checked against them).
+volume checked against them) and ``--populations`` (default ``images``: each state's
+maximum-likelihood share of the images; ``basins`` writes into ``states/``, the others into
+``states_<choice>/``).
 
 Each found state is matched to the true mode most of its particles come from. Reported
 per seed: the number of states; for each true mode, the matched state's population, the
@@ -19,7 +21,7 @@ decoded volume supported by the state's particles and by the particle latents
 (``support.csv``); the fraction of particles whose state's true mode is their own.
 
     python benchmarks/states.py [--seeds 0 1 2 3 4] [--n 10000] [--workdir DIR]
-        [--train-vae-args '-b 64 --lr 4e-4']
+        [--train-vae-args '-b 64 --lr 4e-4'] [--populations {basins,mixture,images}]
 
 With ``--workdir`` each seed's data and runs are kept and a finished step is not redone.
 """
@@ -68,19 +70,19 @@ def map_checks(folder: Path, state: int, mode: int, box: int) -> dict:
     true = render_volume(make_molecule(), float(STATE_MODES[mode // 2][0]), bool(mode % 2), box)
     out = {}
     for key, name in (("map_fsc05", f"state_{state:03d}_map.mrc"), ("decoded_fsc05", f"vol_{state:03d}.mrc")):
-        freqs, curve = fsc(read_volume(folder / "states" / name)[0], true)
+        freqs, curve = fsc(read_volume(folder / name)[0], true)
         reached = crossing(freqs, curve, 0.5)
         out[key] = None if reached is None else round(float(reached), 4)
     out["map_beyond_half_nyquist"] = out["map_fsc05"] is None or out["map_fsc05"] > 0.25
-    with open(folder / "states" / "support.csv") as f:
+    with open(folder / "support.csv") as f:
         support = list(csv.DictReader(f))
     out["decoded_supported_by_latents"] = support[state]["supported"] == "yes"
     return out
 
 
 def evaluate(folder: Path, truth: dict, box: int) -> dict:
-    record = json.loads((folder / "states" / "states.json").read_text())
-    with h5py.File(folder / "states" / "assignments.h5") as h5:
+    record = json.loads((folder / "states.json").read_text())
+    with h5py.File(folder / "assignments.h5") as h5:
         indices, labels = h5["indices"][()], h5["state"][()]
     mode = true_modes(truth)[indices]
     count = len(record["states"])
@@ -117,6 +119,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-vae-args", default="", help="extra train-vae options")
+    parser.add_argument("--populations", choices=("basins", "mixture", "images"), default="images",
+                        help="states --populations (default: %(default)s)")
     parser.add_argument("--workdir", help="keep (and reuse) data and runs here")
     args = parser.parse_args()
     root = Path(args.workdir or tempfile.mkdtemp(prefix="cryodiff-states-"))
@@ -133,10 +137,11 @@ def main() -> None:
         if not (folder / "prior" / "prior.pt").is_file():
             seconds["train_prior"] = cryodiff("train-prior", folder / "vae", "-o", folder / "prior", "--seed", seed,
                                               "--threads", args.threads, threads=args.threads)
-        if not (folder / "states" / "states.json").is_file():
-            seconds["states"] = cryodiff("states", folder / "prior", "--run", folder / "vae", "-o", folder / "states",
-                                         "--seed", seed, "--maps", threads=args.threads)
-        result["seeds"][seed] = {**evaluate(folder, read_truth(folder / "data" / "truth.h5"), args.box), "seconds": seconds}
+        states = folder / ("states" if args.populations == "basins" else f"states_{args.populations}")
+        if not (states / "states.json").is_file():
+            seconds["states"] = cryodiff("states", folder / "prior", "--run", folder / "vae", "-o", states, "--seed", seed,
+                                         "--maps", "--populations", args.populations, threads=args.threads)
+        result["seeds"][seed] = {**evaluate(states, read_truth(folder / "data" / "truth.h5"), args.box), "seconds": seconds}
         print(json.dumps({seed: result["seeds"][seed]}), file=sys.stderr, flush=True)
     found = [r["states"] == 6 for r in result["seeds"].values()]
     modes = [m for r in result["seeds"].values() for m in r["modes"] if "covered" in m]

@@ -166,9 +166,7 @@ def find_states(prior, z: np.ndarray, *, bandwidth: float | None = None, min_pop
     if bandwidth is None:
         bandwidth, scan = persistent_bandwidth(prior, sample, min_population)
     modes = modes_at(prior, sample, bandwidth, min_population)
-    ends = ascend(prior, z, bandwidth, progress=progress)
-    distance = cdist(ends, modes) if len(modes) else np.full((len(z), 1), np.inf)
-    labels = np.where(distance.min(1) <= bandwidth, distance.argmin(1), -1)
+    labels = assign(prior, z, modes, bandwidth, progress=progress)
     counts = np.bincount(labels[labels >= 0], minlength=len(modes))
     kept = counts >= min_population * len(z)  # a basin the sample overrated
     order = np.argsort(-counts[kept], kind="stable")
@@ -178,6 +176,15 @@ def find_states(prior, z: np.ndarray, *, bandwidth: float | None = None, min_pop
     modes = modes[np.flatnonzero(kept)[order]]
     original = prior.destandardise(torch.from_numpy(modes).float()) if len(modes) else np.zeros((0, z.shape[1]), np.float32)
     return States(original, labels, float(bandwidth), scan)
+
+
+def assign(prior, z: np.ndarray, modes: np.ndarray, bandwidth: float, *, progress=None) -> np.ndarray:
+    """The state ``[N]`` of each latent ``z [N, zdim]`` (original units): the index of the mode
+    (``modes [K, zdim]``, standardised units) its ascent at ``bandwidth`` ends within one bandwidth
+    of, else -1."""
+    ends = ascend(prior, z, bandwidth, progress=progress)
+    distance = cdist(ends, modes) if len(modes) else np.full((len(z), 1), np.inf)
+    return np.where(distance.min(1) <= bandwidth, distance.argmin(1), -1)
 
 
 def populations(labels: np.ndarray, count: int) -> np.ndarray:

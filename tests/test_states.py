@@ -235,3 +235,22 @@ def test_states_maps_need_a_run(mixture_prior, tmp_path, fails_with_one_line):
     _, _, _, root = mixture_prior
     fails_with_one_line(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(tmp_path / "s"), "--maps"],
                         "--maps", "give --run RUN")
+    fails_with_one_line(["states", str(root / "prior"), "--latents", str(root / "z.npy"), "-o", str(tmp_path / "t"),
+                         "--populations", "images"], "--populations images", "give --run RUN")
+
+
+def test_states_image_populations_write_each_particles_probabilities(tiny_vae_run, tmp_path):
+    prior = tmp_path / "prior"
+    assert main(["train-prior", str(tiny_vae_run), "-o", str(prior), "--steps", "300", "--threads", "1"]) in (0, None)
+    out = tmp_path / "states"
+    assert main(["states", str(prior), "--run", str(tiny_vae_run), "-o", str(out), "--bandwidth", "0.5",
+                 "--min-population", "0.05", "--bootstrap", "50", "--populations", "images"]) in (0, None)
+    record = json.loads((out / "states.json").read_text())
+    with h5py.File(out / "assignments.h5") as h5:
+        labels, probability = h5["state"][()], h5["probability"][()]
+    assert record["populations_from"] == "images" and probability.shape == (len(labels), len(record["states"]))
+    np.testing.assert_allclose(probability[labels >= 0].sum(1), 1.0, atol=1e-5)
+    populations = np.array([row["population"] for row in record["states"]])
+    np.testing.assert_allclose(populations, probability.mean(0), atol=1e-4)  # the weights are the mean responsibilities
+    for row in record["states"]:
+        assert row["population_low"] <= row["population"] <= row["population_high"]

@@ -8,7 +8,10 @@ modes that stays the same over a factor of 1.6 in scale (docs/states.md). States
 --min-population of the particles are dropped and their particles left unassigned (-1).
 Population = fraction of all particles in the state's basin (--populations mixture: the
 weight of the state's Gaussian in a mixture fitted to the assigned latents, which gives
-back to a state the particles whose noisy latents crossed into a neighbour's basin);
+back to a state the particles whose noisy latents crossed into a neighbour's basin;
+--populations images, with --run: each state's maximum-likelihood share of the particle
+images, each image compared with every state's decoded volume in its pose and CTF, which
+does not depend on where the latents fall);
 dG = -kT ln(p / p_max), also in kcal/mol at --temperature; intervals by --bootstrap
 resamplings of the particles at --confidence.
 --retrain K also trains K more priors on the same latents with seeds 1..K (the prior's own
@@ -21,6 +24,9 @@ STATES (a folder) receives
                      kcal/mol) with intervals, particles, mode latent
     states.csv       the same table, one row per state
     assignments.h5   indices [N] (particle index) and state [N] (-1: unassigned), in the
+                     order of the latents; with --populations images also probability
+                     [N, K], each particle's probability of belonging to each state given its
+                     image (0 for unassigned particles)
                      order of the latents
     states.png       the latents (first two principal components) coloured by state with
                      the modes marked, and the populations with their intervals
@@ -73,10 +79,12 @@ def add_args(parser):
     parser.add_argument("--min-population", type=probability, default=0.01,
                         help="smallest fraction of particles that makes a state (default: %(default)s)")
     parser.add_argument("--starts", type=positive_int, default=2000, help="particles whose ascents find the modes (default: %(default)s)")
-    parser.add_argument("--populations", choices=("basins", "mixture"), default="basins",
+    parser.add_argument("--populations", choices=("basins", "mixture", "images"), default="basins",
                         help="basins: the fraction of particles in each basin; mixture: weights of one Gaussian per "
                         "state fitted to the latents, which gives back to a state the particles whose noisy latents "
-                        "spilled into a neighbour's basin, where the states are Gaussian enough (default: %(default)s)")
+                        "spilled into a neighbour's basin, where the states are Gaussian enough; images: each state's "
+                        "maximum-likelihood share of the particle images given the states' decoded volumes, poses "
+                        "and CTFs (needs --run; the most accurate, docs/states.md) (default: %(default)s)")
     parser.add_argument("--bootstrap", type=positive_int, default=1000, help="resamplings of the particles for the intervals (default: %(default)s)")
     parser.add_argument("--confidence", type=probability, default=0.9, help="level of the intervals (default: %(default)s)")
     parser.add_argument("--temperature", type=positive_float, default=295.0,
@@ -113,7 +121,7 @@ def _table(states, population, intervals, temperature: float) -> list[dict]:
     return rows
 
 
-def _write_outputs(folder, rows: list[dict], states, indices: np.ndarray, record: dict) -> None:
+def _write_outputs(folder, rows: list[dict], states, indices: np.ndarray, record: dict, mixture) -> None:
     import h5py
 
     with atomic_target(folder.file("states.json")) as tmp:
@@ -129,6 +137,12 @@ def _write_outputs(folder, rows: list[dict], states, indices: np.ndarray, record
     with atomic_target(folder.file("assignments.h5")) as tmp, h5py.File(tmp, "w") as h5:
         h5["indices"] = indices
         h5["state"] = states.labels.astype(np.int32)
+        if record["populations_from"] == "images":
+            from cryodiff.state_likelihood import responsibilities
+
+            probability = np.zeros((len(states.labels), states.count), np.float32)
+            probability[states.labels >= 0] = responsibilities(mixture)
+            h5["probability"] = probability
         h5.attrs["unassigned"] = -1
 
 
@@ -162,6 +176,7 @@ def run(args) -> None:
     from cryodiff.plots import plot_states
     from cryodiff.states_report import write_summary
     from cryodiff.prior import load_prior, read_latents
+    from cryodiff.state_likelihood import image_mixture
     from cryodiff.states import bootstrap, find_states, fit_mixture, match_states, mixture_populations
 
     prior = load_prior(args.prior)
@@ -180,10 +195,11 @@ def run(args) -> None:
             raise InputError(args.run, f"the VAE has zdim {run_.zdim} but the prior's latents have zdim {prior.zdim}",
                              "give the run whose latents the prior was trained on")
         check_box(args.box, run_)
-    elif args.box or args.flip or args.invert or args.maps:
-        raise InputError("-D/--flip/--invert/--maps", "volumes and maps need the VAE of a run", "give --run RUN instead of --latents")
+    elif args.box or args.flip or args.invert or args.maps or args.populations == "images":
+        raise InputError("-D/--flip/--invert/--maps/--populations images", "volumes, maps and image likelihoods "
+                         "need the VAE of a run", "give --run RUN instead of --latents")
     particles = None
-    if args.maps:
+    if args.maps or args.populations == "images":
         from cryodiff.selection import run_particles
 
         particles = run_particles(run_, args.particles)
@@ -202,7 +218,11 @@ def run(args) -> None:
                              f"{states.bandwidth:.3g}", "lower --min-population or raise --bandwidth")
         u = prior.standardise(z).numpy()
 
+        likelihoods = _image_likelihoods(args, run_, particles, z, states) if args.populations == "images" else None
+
         def fit(labels):
+            if likelihoods is not None:
+                return image_mixture(likelihoods, labels)
             return fit_mixture(u, labels, states.count, seed=args.seed) if args.populations == "mixture" else None
 
         mixture = fit(states.labels)
@@ -224,7 +244,7 @@ def run(args) -> None:
         record = {"format": "cryodiff-states", "version": 1, "prior": str(args.prior), "latents": str(source),
                   "particles": len(z), "unassigned": int(np.sum(states.labels < 0)), "bandwidth": states.bandwidth,
                   "bandwidth_scan": states.scan, "min_population": args.min_population,
-                  "populations_from": "basins" if mixture is None else "mixture", "bootstrap": args.bootstrap,
+                  "populations_from": "basins" if mixture is None else args.populations, "bootstrap": args.bootstrap,
                   "confidence": args.confidence, "temperature_K": args.temperature, "seed": args.seed,
                   "retrained_priors": retrained}
         images = ["states.png"]
@@ -232,7 +252,7 @@ def run(args) -> None:
         if args.maps:
             _validate_maps(folder, run_, states, particles, rows, args.reg)
             images.append("state_fsc.png")
-        _write_outputs(folder, rows, states, indices, record)
+        _write_outputs(folder, rows, states, indices, record, mixture)
         plot_states(z, states.labels, states.modes, rows, folder.file("states.png"), args.confidence)
         with atomic_target(folder.file("summary.html")) as tmp:
             write_summary(tmp, rows, record, images)
@@ -248,6 +268,16 @@ def run(args) -> None:
     for row in rows:
         if row.get("decoded_supported") is False:
             log.warning("state %d: the decoded volume is not supported by its particles: it %s", row["state"], row["support_note"])
+
+
+def _image_likelihoods(args, run_, particles, z: np.ndarray, states) -> np.ndarray:
+    """``[N, K]`` log-likelihoods of each particle's image under each state's decoded volume."""
+    from cryodiff.state_likelihood import noise_power, particles_as_trained, state_log_likelihoods
+
+    data = particles_as_trained(run_, particles)
+    power = noise_power(run_, data, z, seed=args.seed)
+    with progress_bar(len(z), "image likelihoods", unit="particle") as bar:
+        return state_log_likelihoods(run_, data, states.modes, power, progress=bar.update)
 
 
 def _validate_maps(folder, run_, states, particles, rows: list[dict], reg: float) -> None:
