@@ -6,12 +6,14 @@ prior's denoiser; standardised latent units, 1 = the latents' spread) and belong
 state whose mode it reaches. By default the bandwidth is chosen at the finest number of
 modes that stays the same over a factor of 1.6 in scale (docs/states.md). States holding fewer than
 --min-population of the particles are dropped and their particles left unassigned (-1).
-Population = fraction of all particles in the state's basin (--populations mixture: the
-weight of the state's Gaussian in a mixture fitted to the assigned latents, which gives
-back to a state the particles whose noisy latents crossed into a neighbour's basin;
---populations images, with --run: each state's maximum-likelihood share of the particle
-images, each image compared with every state's decoded volume in its pose and CTF, which
-does not depend on where the latents fall);
+Population: with --run (default --populations images), each state's maximum-likelihood
+share of the particle images: every image is compared with every state's decoded volume in
+its pose and CTF under the noise spectrum of the VAE's residuals, and the states' weights
+are fitted by expectation-maximisation, which does not depend on where the noisy latents
+fall; with --latents (default basins), the fraction of all particles in the state's basin
+(--populations mixture: the weight of the state's Gaussian in a mixture fitted to the
+assigned latents, where the states are Gaussian enough). Unassigned particles stay out of
+every state and count in the total.
 dG = -kT ln(p / p_max), also in kcal/mol at --temperature; intervals by --bootstrap
 resamplings of the particles at --confidence.
 --retrain K also trains K more priors on the same latents with seeds 1..K (the prior's own
@@ -79,12 +81,12 @@ def add_args(parser):
     parser.add_argument("--min-population", type=probability, default=0.01,
                         help="smallest fraction of particles that makes a state (default: %(default)s)")
     parser.add_argument("--starts", type=positive_int, default=2000, help="particles whose ascents find the modes (default: %(default)s)")
-    parser.add_argument("--populations", choices=("basins", "mixture", "images"), default="basins",
+    parser.add_argument("--populations", choices=("basins", "mixture", "images"),
                         help="basins: the fraction of particles in each basin; mixture: weights of one Gaussian per "
                         "state fitted to the latents, which gives back to a state the particles whose noisy latents "
                         "spilled into a neighbour's basin, where the states are Gaussian enough; images: each state's "
                         "maximum-likelihood share of the particle images given the states' decoded volumes, poses "
-                        "and CTFs (needs --run; the most accurate, docs/states.md) (default: %(default)s)")
+                        "and CTFs (needs --run; the most accurate, docs/states.md) (default: images with --run, basins with --latents)")
     parser.add_argument("--bootstrap", type=positive_int, default=1000, help="resamplings of the particles for the intervals (default: %(default)s)")
     parser.add_argument("--confidence", type=probability, default=0.9, help="level of the intervals (default: %(default)s)")
     parser.add_argument("--temperature", type=positive_float, default=295.0,
@@ -94,7 +96,7 @@ def add_args(parser):
     parser.add_argument("--seed", type=seed, default=0, help="random seed of the starts and the bootstrap (default: %(default)s)")
     parser.add_argument("--maps", action="store_true", help="reconstruct each state from its particles (gold-standard halves) "
                                                            "and check its decoded volume against them; needs --run")
-    parser.add_argument("--particles", help="with --maps: the run's particle file, if it moved since training")
+    parser.add_argument("--particles", help="with --maps or --populations images: the run's particle file, if it moved since training")
     parser.add_argument("--reg", type=positive_float, default=0.1,
                         help="with --maps: Wiener-style regulariser, fraction of the mean CTF² weight (default: %(default)s)")
     add_volume_args(parser)
@@ -198,6 +200,8 @@ def run(args) -> None:
     elif args.box or args.flip or args.invert or args.maps or args.populations == "images":
         raise InputError("-D/--flip/--invert/--maps/--populations images", "volumes, maps and image likelihoods "
                          "need the VAE of a run", "give --run RUN instead of --latents")
+    if args.populations is None:
+        args.populations = "images" if args.run else "basins"
     particles = None
     if args.maps or args.populations == "images":
         from cryodiff.selection import run_particles
