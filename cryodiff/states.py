@@ -32,7 +32,10 @@ the most). Where the states are Gaussian enough, the weights of a Gaussian mixtu
 full-covariance Gaussian per state, fitted by expectation-maximisation to the assigned
 particles' latents from their basins (:func:`fit_mixture`), times the assigned fraction,
 give that tail back (``states --populations mixture``); where a Gaussian takes over
-another state's particles the mixture is refused and the counts stand. Its relative free energy is
+another state's particles the mixture is refused and the counts stand. With the VAE at
+hand, the images give the populations without that bias: each state's maximum-likelihood
+share of the particle images (:mod:`cryodiff.state_likelihood`, the default of ``states
+--run``), which :func:`bootstrap` resamples like a mixture. Its relative free energy is
 ``dG_i = -kT ln(p_i / p_max)`` (0 for the most populated state), in units of kT, and in
 kcal/mol at a stated temperature. Intervals come from the bootstrap over particles
 (resampling the particles with replacement, states and Gaussians fixed, the weights
@@ -315,6 +318,22 @@ def bootstrap(labels: np.ndarray, count: int, *, mixtures: list | None = None, d
     tails = [50 * (1 - confidence), 100 - 50 * (1 - confidence)]
     return {"population": np.percentile(samples, tails, axis=0).T,
             "dG_kT": np.percentile(free_energies(samples), tails, axis=0).T, "draws": samples}
+
+
+def widen_to(intervals: dict, other: np.ndarray) -> dict:
+    """``intervals`` (of :func:`bootstrap`) stretched to reach a second estimate ``other [K]`` of the
+    same states' populations and its free energies where it lies outside them; the sampling
+    intervals are kept as ``"sampling_population"`` and ``"sampling_dG_kT"``.
+
+    Used to carry a method's systematic error: the image likelihoods (one volume per state) and
+    the basin counts (noisy latents) are biased in opposite directions where a small state sits
+    between large ones, so the truth lies between them (docs/states.md)."""
+    other = np.asarray(other, dtype=np.float64)
+    out = dict(intervals, sampling_population=intervals["population"], sampling_dG_kT=intervals["dG_kT"])
+    for key, value in (("population", other), ("dG_kT", free_energies(other))):
+        low, high = intervals[key].T
+        out[key] = np.stack([np.minimum(low, value), np.maximum(high, value)], axis=1)
+    return out
 
 
 def kcal_per_mol(dg_kt: np.ndarray, temperature: float) -> np.ndarray:

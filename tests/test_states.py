@@ -252,5 +252,21 @@ def test_states_image_populations_write_each_particles_probabilities(tiny_vae_ru
     np.testing.assert_allclose(probability[labels >= 0].sum(1), 1.0, atol=1e-5)
     populations = np.array([row["population"] for row in record["states"]])
     np.testing.assert_allclose(populations, probability.mean(0), atol=1e-4)  # the weights are the mean responsibilities
+    assert record["intervals_include"] == "particle sampling and the basin count"
     for row in record["states"]:
         assert row["population_low"] <= row["population"] <= row["population_high"]
+        assert row["population_low"] <= row["basin_population"] <= row["population_high"]
+        assert row["population_low"] <= row["population_sampling_low"] <= row["population_sampling_high"] <= row["population_high"]
+
+
+def test_widen_to_reaches_the_other_estimate_only_where_it_lies_outside():
+    from cryodiff.states import widen_to
+
+    intervals = {"population": np.array([[0.50, 0.60], [0.25, 0.35]]), "dG_kT": np.array([[0.0, 0.0], [0.5, 0.9]])}
+    wider = widen_to(intervals, np.array([0.62, 0.30]))  # state 1's estimate and both dG lie inside
+    np.testing.assert_allclose(wider["population"], [[0.50, 0.62], [0.25, 0.35]])
+    np.testing.assert_allclose(wider["dG_kT"], intervals["dG_kT"])
+    wider = widen_to(intervals, np.array([0.62, 0.20]))
+    np.testing.assert_allclose(wider["population"], [[0.50, 0.62], [0.20, 0.35]])
+    np.testing.assert_allclose(wider["dG_kT"][1], [0.5, np.log(0.62 / 0.20)])
+    np.testing.assert_allclose(wider["sampling_population"], intervals["population"])

@@ -120,6 +120,9 @@ def _table(states, population, intervals, temperature: float) -> list[dict]:
             "dG_kcal_mol_high": float(kcal_per_mol(high_dg, temperature)),
             "mode": [float(v) for v in states.modes[k]],
         })
+        if "sampling_population" in intervals:
+            rows[-1].update(population_sampling_low=float(intervals["sampling_population"][k][0]),
+                            population_sampling_high=float(intervals["sampling_population"][k][1]))
     return rows
 
 
@@ -179,7 +182,8 @@ def run(args) -> None:
     from cryodiff.states_report import write_summary
     from cryodiff.prior import load_prior, read_latents
     from cryodiff.state_likelihood import image_mixture
-    from cryodiff.states import bootstrap, find_states, fit_mixture, match_states, mixture_populations
+    from cryodiff.states import (bootstrap, find_states, fit_mixture, match_states, mixture_populations, populations,
+                                 widen_to)
 
     prior = load_prior(args.prior)
     prior.require_denoiser("finding states")
@@ -244,11 +248,15 @@ def run(args) -> None:
         with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
             intervals = bootstrap(np.stack(label_sets), states.count, mixtures=mixtures, draws=args.bootstrap,
                                   confidence=args.confidence, seed=args.seed, progress=bar.update)
+        if likelihoods is not None and mixture is not None:
+            intervals = widen_to(intervals, populations(states.labels, states.count))
         rows = _table(states, population, intervals, args.temperature)
         record = {"format": "cryodiff-states", "version": 1, "prior": str(args.prior), "latents": str(source),
                   "particles": len(z), "unassigned": int(np.sum(states.labels < 0)), "bandwidth": states.bandwidth,
                   "bandwidth_scan": states.scan, "min_population": args.min_population,
-                  "populations_from": "basins" if mixture is None else args.populations, "bootstrap": args.bootstrap,
+                  "populations_from": "basins" if mixture is None else args.populations,
+                  "intervals_include": "particle sampling" + (" and the basin count" if "sampling_population" in intervals else ""),
+                  "bootstrap": args.bootstrap,
                   "confidence": args.confidence, "temperature_K": args.temperature, "seed": args.seed,
                   "retrained_priors": retrained}
         images = ["states.png"]
