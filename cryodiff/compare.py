@@ -17,9 +17,10 @@ condition hold together at the confidence): "is any state's occupancy different?
 is one question, and with per-state 90 % intervals a landscape of six unchanged
 states would show at least one "change" about half the time. A difference whose
 interval excludes 0 is reported as such. As with populations
-(:mod:`cryodiff.states`), occupancies are the weights of the states' Gaussian
-mixture, refitted to each condition's particles, when the states were found with one
-(``states --populations mixture``), else basin counts; the intervals carry the
+(:mod:`cryodiff.states`), occupancies are the weights of the states' mixture (of image
+likelihoods, ``states --populations images``, or of Gaussians, ``--populations mixture``),
+refitted to each condition's particles, when the states' populations came from one, else
+basin counts; the intervals carry the
 sampling of particles, not errors of the VAE.
 
 With a prior conditioned on the same conditions (``train-prior --condition``),

@@ -122,3 +122,13 @@ def responsibilities(mixture: Mixture) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     weights = np.exp(logits)
     return weights / weights.sum(axis=1, keepdims=True)
+
+
+def mixture_from_probabilities(probability: np.ndarray) -> Mixture:
+    """The :class:`~cryodiff.states.Mixture` behind the responsibilities ``[M, K]`` of its particles (as
+    ``assignments.h5`` keeps them): weights their mean (the fitted weights are), log-densities
+    ``log r - log w`` (each particle's own constant drops out of every weight refit)."""
+    probability = np.asarray(probability, dtype=np.float64)
+    weights = probability.mean(0)
+    with np.errstate(divide="ignore"):
+        return Mixture(np.log(probability) - np.log(np.maximum(weights, np.finfo(float).tiny)), weights)

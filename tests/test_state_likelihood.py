@@ -79,3 +79,19 @@ def test_image_likelihoods_recover_known_shares_of_two_states(run, monkeypatch):
     probability = responsibilities(mixture)
     np.testing.assert_allclose(probability.sum(1), 1.0)
     assert np.mean(probability.argmax(1) == truth) > 0.95
+
+
+def test_mixture_from_probabilities_refits_like_the_likelihoods():
+    """The responsibilities kept in assignments.h5 give back the mixture: refitting the weights to any
+    reweighting of the particles (a bootstrap draw, one condition's particles) matches the refit of the
+    original likelihoods."""
+    from cryodiff.state_likelihood import mixture_from_probabilities
+    from cryodiff.states import mixture_weights
+
+    rng = np.random.default_rng(3)
+    log_likelihoods = rng.normal(scale=3.0, size=(500, 4))
+    mixture = image_mixture(log_likelihoods, np.zeros(500, int))
+    rebuilt = mixture_from_probabilities(responsibilities(mixture))
+    np.testing.assert_allclose(rebuilt.weights, mixture.weights, atol=1e-6)
+    times = rng.integers(0, 3, size=500)
+    np.testing.assert_allclose(mixture_weights(rebuilt, times), mixture_weights(mixture, times), atol=1e-5)

@@ -100,7 +100,7 @@ def run(args) -> None:
         if len(z) != len(state):
             raise InputError(record["latents"], f"holds {len(z)} latents but the states assigned {len(state)}",
                              "rerun cryodiff states on these latents")
-        mixture = _states_mixture(record, z, state, count)
+        mixture = _states_mixture(folder, record, z, state, count)
         with progress_bar(args.bootstrap, "bootstrap", unit="draw") as bar:
             comparison = compare_conditions(state, condition, count, names, mixture=mixture, draws=args.bootstrap,
                                             confidence=args.confidence, simultaneous=not args.per_state,
@@ -129,11 +129,24 @@ def run(args) -> None:
     log.info("%d conditions, %d states; table in %s", len(names), count, Path(args.outdir) / "compare.csv")
 
 
-def _states_mixture(record: dict, z: np.ndarray, state: np.ndarray, count: int):
-    """The states' Gaussian mixture, refitted as ``cryodiff states`` fitted it, when their populations came from one."""
+def _states_mixture(folder: Path, record: dict, z: np.ndarray, state: np.ndarray, count: int):
+    """The states' mixture when their populations came from one: the image likelihoods' (from the
+    particles' probabilities in assignments.h5) or the Gaussian one, refitted as ``cryodiff states``
+    fitted it; else ``None`` (basin counts)."""
     from cryodiff.prior import standardisation
     from cryodiff.states import fit_mixture
 
+    if record.get("populations_from") == "images":
+        import h5py
+
+        from cryodiff.state_likelihood import mixture_from_probabilities
+
+        with h5py.File(folder / "assignments.h5", "r") as h5:
+            if "probability" not in h5 or h5["probability"].shape != (len(state), count):
+                raise InputError(folder / "assignments.h5", "has no per-particle state probabilities for its image populations",
+                                 "rerun cryodiff states")
+            shares = h5["probability"][()]
+        return mixture_from_probabilities(shares[state >= 0])
     if record.get("populations_from") != "mixture":
         return None
     mean, std = standardisation(z)  # the prior's standardisation of these latents
