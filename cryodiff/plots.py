@@ -331,7 +331,8 @@ def plot_states(z: np.ndarray, labels: np.ndarray, modes: np.ndarray, rows: list
         axes[1].annotate(f"{row['dG_kT']:.2f} kT", (bar.get_x() + bar.get_width() / 2, row["population_high"]),
                          xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
     axes[1].set(xlabel="state", ylabel="fraction of all particles", xticks=np.arange(len(rows)))
-    axes[1].set_title(f"populations, {100 * confidence:g} % bootstrap intervals; dG = -kT ln(p / p_max)", fontsize=9)
+    reach = " and the basin counts" if "population_sampling_low" in rows[0] else ""
+    axes[1].set_title(f"populations, {100 * confidence:g} % bootstrap intervals{reach}; dG = -kT ln(p / p_max)", fontsize=9)
     axes[1].grid(alpha=0.3, axis="y")
     fig.tight_layout()
     save_figure(fig, path)

@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recon import loader
 from cryodiff.states import Mixture, mixture_weights
+from recon import loader
 from recon.training import Batch, TrainingData
 
 #: Particles whose residuals estimate the noise spectrum.

@@ -29,7 +29,6 @@ STATES (a folder) receives
                      order of the latents; with --populations images also probability
                      [N, K], each particle's probability of belonging to each state given its
                      image (0 for unassigned particles)
-                     order of the latents
     states.png       the latents (first two principal components) coloured by state with
                      the modes marked, and the populations with their intervals
     priors/seedK/    with --retrain: the retrained priors
